@@ -1,0 +1,612 @@
+#!/usr/bin/env python3
+"""Generate the tap's stream schemas from the vendored Bitbucket Cloud OpenAPI spec.
+
+    python scripts/generate_schemas.py            # (re)write tap_bitbucket/schemas/<stream>.json
+    python scripts/generate_schemas.py --check    # exit 1 and list the files that are stale
+    python scripts/generate_schemas.py --out DIR  # write into another directory
+
+Inputs: ``spec/bitbucket-cloud-swagger.v3.json`` (read-only) and ``scripts/schema_overlay.json``
+(data only: live-only fields, hand-written schemas, polymorphic bases, timestamp names). The
+stream table (``STREAMS``) is below. The output is deterministic: sorted keys, 2-space indent
+(lists of scalars such as ``["string", "null"]`` on one line), trailing newline.
+
+Rules applied to every schema:
+
+* ``$ref`` is resolved and ``allOf`` flattened. Recursion is cut by ``MAX_SAME_SCHEMA`` and
+  ``MAX_NESTING`` (see there): past them a property becomes a permissive
+  ``{"type": ["object", "null"]}``. Live nested resources are short forms anyway.
+* Polymorphic bases listed in the overlay (``account`` -> user/team/app_user, pipeline states,
+  targets, ...) get the properties of all their subtypes, so a property typed as the base keeps
+  the subtype fields instead of having the SDK drop them.
+* Every property and array item is nullable. ``required`` only lists the stream's primary keys.
+* ``format: date-time`` is kept from the spec and added to every known timestamp name; other
+  formats are dropped, as are ``enum`` (values move to a short description), ``pattern``,
+  ``minimum``, ``title``, ``readOnly``, ``discriminator``, examples and the spec's descriptions.
+* ``additionalProperties: false`` is kept only on plain spec objects that declare it (a link's
+  ``{href, name}``, rendered content, inline anchors, ...). Flattened ``allOf`` resources, the
+  top level and ``links`` objects (overlay ``open_properties``: live link sets are larger than
+  the spec's) allow extra keys. Either way the Singer SDK drops undeclared keys from records,
+  so live-only fields must be declared (overlay ``extend``) to reach the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_PATH = ROOT / "spec" / "bitbucket-cloud-swagger.v3.json"
+OVERLAY_PATH = ROOT / "scripts" / "schema_overlay.json"
+SCHEMAS_DIR = ROOT / "tap_bitbucket" / "schemas"
+
+REF_PREFIX = "#/components/schemas/"
+
+# Recursion limits. "Bounded" schemas (account, project, workspace, links, ...) reach no
+# reference cycle, so they are always inlined in full. Every other named object schema is inlined
+# at most MAX_SAME_SCHEMA times on one path (repository -> parent repository -> permissive), and
+# resources among them (schemas with a `type` property: repository, commit, branch, pullrequest,
+# comment, ...) nest at most MAX_NESTING deep, the stream's own schema being the first level:
+# pullrequests.source.repository is typed, its parent and mainbranch are permissive. allOf bases
+# are part of the schema that inherits them and count for nothing. Deeper values become
+# {"type": ["object", "null"]}, which the Singer SDK passes through untouched.
+MAX_SAME_SCHEMA = 2
+MAX_NESTING = 2
+
+STRING = "string"
+INTEGER = "integer"
+BOOLEAN = "boolean"
+DATETIME = "date-time"
+
+_WS = {"workspace_slug": STRING, "workspace_uuid": STRING}
+_PROJECT = {"workspace_slug": STRING, "project_key": STRING, "project_uuid": STRING}
+_REPO = {"workspace_slug": STRING, "repo_slug": STRING, "repo_uuid": STRING}
+_PR = {**_REPO, "pull_request_id": INTEGER}
+_R = "/repositories/{workspace}/{repo_slug}"
+_P = "/workspaces/{workspace}/projects/{project_key}"
+
+# stream -> endpoint, source schema (spec component or overlay "schemas" entry), the tap's own
+# top-level keys with their types, and the primary keys (listed as "required").
+STREAMS: dict[str, dict[str, Any]] = {
+    "workspaces": {
+        "endpoint": "/user/workspaces (inner workspace) or /workspaces/{workspace}",
+        "schema": "workspace",
+        "keys": {"administrator": BOOLEAN},
+        "primary_keys": ["uuid"],
+    },
+    "workspace_members": {
+        "endpoint": "/workspaces/{workspace}/members",
+        "schema": "workspace_membership",
+        "keys": {**_WS, "user_uuid": STRING},
+        "primary_keys": ["workspace_uuid", "user_uuid"],
+    },
+    "workspace_webhooks": {
+        "endpoint": "/workspaces/{workspace}/hooks",
+        "schema": "webhook_subscription",
+        "keys": _WS,
+        "primary_keys": ["uuid"],
+    },
+    "projects": {
+        "endpoint": "/workspaces/{workspace}/projects",
+        "schema": "project",
+        "keys": _WS,
+        "primary_keys": ["uuid"],
+    },
+    "project_user_permissions": {
+        "endpoint": f"{_P}/permissions-config/users",
+        "schema": "project_user_permission",
+        "keys": {**_PROJECT, "user_uuid": STRING},
+        "primary_keys": ["project_uuid", "user_uuid"],
+    },
+    "project_group_permissions": {
+        "endpoint": f"{_P}/permissions-config/groups",
+        "schema": "project_group_permission",
+        "keys": {**_PROJECT, "group_slug": STRING},
+        "primary_keys": ["project_uuid", "group_slug"],
+    },
+    "project_default_reviewers": {
+        "endpoint": f"{_P}/default-reviewers",
+        "schema": "default_reviewer_and_type",
+        "keys": {**_PROJECT, "user_uuid": STRING},
+        "primary_keys": ["project_uuid", "user_uuid"],
+    },
+    "repositories": {
+        "endpoint": "/repositories/{workspace}",
+        "schema": "repository",
+        "keys": _WS,
+        "primary_keys": ["uuid"],
+    },
+    "repository_user_permissions": {
+        "endpoint": f"{_R}/permissions-config/users",
+        "schema": "repository_user_permission",
+        "keys": {**_REPO, "user_uuid": STRING},
+        "primary_keys": ["repo_uuid", "user_uuid"],
+    },
+    "repository_group_permissions": {
+        "endpoint": f"{_R}/permissions-config/groups",
+        "schema": "repository_group_permission",
+        "keys": {**_REPO, "group_slug": STRING},
+        "primary_keys": ["repo_uuid", "group_slug"],
+    },
+    "branches": {
+        "endpoint": f"{_R}/refs/branches",
+        "schema": "branch",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "name"],
+    },
+    "tags": {
+        "endpoint": f"{_R}/refs/tags",
+        "schema": "tag",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "name"],
+    },
+    "commits": {
+        "endpoint": f"{_R}/commits",
+        "schema": "commit",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "hash"],
+    },
+    "commit_statuses": {
+        "endpoint": f"{_R}/commit/{{commit}}/statuses",
+        "schema": "commitstatus",
+        "keys": {**_REPO, "commit_hash": STRING},
+        "primary_keys": ["repo_uuid", "commit_hash", "key"],
+    },
+    "pull_requests": {
+        "endpoint": f"{_R}/pullrequests",
+        "schema": "pullrequest",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "id"],
+    },
+    "pull_request_comments": {
+        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/comments",
+        "schema": "pullrequest_comment",
+        "keys": _PR,
+        "primary_keys": ["repo_uuid", "pull_request_id", "id"],
+    },
+    "pull_request_activity": {
+        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/activity",
+        "schema": "pullrequest_activity",
+        "keys": {
+            **_PR,
+            "activity_id": STRING,
+            "activity_kind": STRING,
+            "activity_date": DATETIME,
+        },
+        "primary_keys": ["repo_uuid", "pull_request_id", "activity_id"],
+    },
+    "pull_request_commits": {
+        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/commits",
+        "schema": "commit",
+        "keys": _PR,
+        "primary_keys": ["repo_uuid", "pull_request_id", "hash"],
+    },
+    "pull_request_tasks": {
+        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/tasks",
+        "schema": "pullrequest_comment_task",
+        "keys": _PR,
+        "primary_keys": ["repo_uuid", "pull_request_id", "id"],
+    },
+    "pull_request_diffstats": {
+        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/diffstat",
+        "schema": "diffstat",
+        "keys": {**_PR, "file_key": STRING},
+        "primary_keys": ["repo_uuid", "pull_request_id", "file_key"],
+    },
+    "pipelines": {
+        "endpoint": f"{_R}/pipelines",
+        "schema": "pipeline",
+        "keys": _REPO,
+        "primary_keys": ["uuid"],
+    },
+    "pipeline_steps": {
+        "endpoint": f"{_R}/pipelines/{{pipeline_uuid}}/steps",
+        "schema": "pipeline_step",
+        "keys": {**_REPO, "pipeline_uuid": STRING},
+        "primary_keys": ["uuid"],
+    },
+    "deployments": {
+        "endpoint": f"{_R}/deployments",
+        "schema": "deployment",
+        "keys": _REPO,
+        "primary_keys": ["uuid"],
+    },
+    "environments": {
+        "endpoint": f"{_R}/environments",
+        "schema": "deployment_environment",
+        "keys": _REPO,
+        "primary_keys": ["uuid"],
+    },
+    "branch_restrictions": {
+        "endpoint": f"{_R}/branch-restrictions",
+        "schema": "branchrestriction",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "id"],
+    },
+    "default_reviewers": {
+        "endpoint": f"{_R}/default-reviewers",
+        "schema": "account",
+        "keys": {**_REPO, "user_uuid": STRING},
+        "primary_keys": ["repo_uuid", "user_uuid"],
+    },
+    "repository_webhooks": {
+        "endpoint": f"{_R}/hooks",
+        "schema": "webhook_subscription",
+        "keys": _REPO,
+        "primary_keys": ["uuid"],
+    },
+    "downloads": {
+        "endpoint": f"{_R}/downloads",
+        "schema": "repository_download",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "name"],
+    },
+    "deploy_keys": {
+        "endpoint": f"{_R}/deploy-keys",
+        "schema": "deploy_key",
+        "keys": _REPO,
+        "primary_keys": ["repo_uuid", "id"],
+    },
+}
+
+_TYPE_ORDER = ["object", "array", "string", "integer", "number", "boolean", "null"]
+
+
+def _ref_name(ref: str) -> str:
+    if not ref.startswith(REF_PREFIX):
+        raise ValueError(f"unsupported $ref {ref!r}")
+    return ref[len(REF_PREFIX) :]
+
+
+def _refs(node: Any) -> set[str]:
+    """Names of all component schemas referenced anywhere inside ``node``."""
+    if isinstance(node, dict):
+        found = {_ref_name(node["$ref"])} if "$ref" in node else set()
+        for value in node.values():
+            found |= _refs(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node)) if node else set()
+    return set()
+
+
+def _types(node: dict[str, Any]) -> list[str]:
+    value = node.get("type")
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` that also accepts null (a schema without a type already does)."""
+    out = dict(schema)
+    types = _types(out)
+    if types and "null" not in types:
+        out["type"] = [*types, "null"]
+    return out
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Union of two built schemas; on scalar conflicts (format, description) ``a`` wins."""
+    out = dict(a)
+    for key, value in b.items():
+        if key not in out:
+            out[key] = value
+        elif key == "type":
+            current = _types(out)
+            out["type"] = current + [t for t in _types(b) if t not in current]
+        elif key == "properties":
+            merged = dict(out["properties"])
+            for name, sub in value.items():
+                merged[name] = _merge(merged[name], sub) if name in merged else sub
+            out["properties"] = merged
+        elif key == "items":
+            out["items"] = _merge(out["items"], value)
+        elif key == "additionalProperties":
+            out[key] = bool(out[key]) and bool(value)
+    return out
+
+
+def _canonical(node: Any) -> Any:
+    """Order type lists canonically (null last) throughout a finished schema."""
+    if isinstance(node, dict):
+        out = {key: _canonical(value) for key, value in node.items()}
+        if isinstance(out.get("type"), list):
+            out["type"] = sorted(out["type"], key=_TYPE_ORDER.index)
+        if out.get("additionalProperties") is not False:
+            out.pop("additionalProperties", None)
+        return out
+    if isinstance(node, list):
+        return [_canonical(value) for value in node]
+    return node
+
+
+class SchemaBuilder:
+    """Builds stream schemas from the spec's component schemas plus the overlay."""
+
+    def __init__(self, spec: dict[str, Any], overlay: dict[str, Any]) -> None:
+        components = dict(spec["components"]["schemas"])
+        for name, schema in overlay.get("schemas", {}).items():
+            if name in components:
+                raise ValueError(f"overlay schema {name!r} clashes with a spec schema")
+            components[name] = schema
+        self.components = components
+        self.extend: dict[str, Any] = overlay.get("extend", {})
+        for name in self.extend:
+            if name not in components:
+                raise ValueError(f"overlay extends unknown schema {name!r}")
+        self.polymorphic = set(overlay.get("merge_subtypes", []))
+        self.subtypes: dict[str, list[str]] = {}
+        for name, schema in components.items():
+            for part in schema.get("allOf", []):
+                if "$ref" in part:
+                    self.subtypes.setdefault(_ref_name(part["$ref"]), []).append(name)
+        for names in self.subtypes.values():
+            names.sort()
+        for name in self.polymorphic:
+            if not self.subtypes.get(name):
+                raise ValueError(f"merge_subtypes: {name!r} has no subtypes")
+        self.patches: list[dict[str, Any]] = overlay.get("object_patches", [])
+        self.timestamps = frozenset(overlay.get("timestamp_properties", []))
+        self.open_properties = frozenset(overlay.get("open_properties", []))
+        self.bounded = self._bounded_schemas()
+        self.levels = frozenset(
+            name for name in components if name not in self.bounded and self._has_type(name)
+        )
+
+    # -- recursion analysis ---------------------------------------------------------------
+
+    def _edges(self, name: str) -> set[str]:
+        """Named schemas that building ``name`` (polymorphically) can inline."""
+        edges = _refs(self.components[name]) | _refs(self.extend.get(name, {}))
+        if name in self.polymorphic:
+            for sub in self.subtypes[name]:
+                for part in self.components[sub].get("allOf", []):
+                    if part.get("$ref") != REF_PREFIX + name:
+                        edges |= _refs(part)
+                edges |= _refs(self.extend.get(sub, {}))
+        return edges
+
+    def _bounded_schemas(self) -> frozenset[str]:
+        """Schemas from which no reference cycle is reachable: finite, so always inlined."""
+        graph = {name: self._edges(name) for name in self.components}
+        reach: dict[str, set[str]] = {}
+        for start, edges in graph.items():
+            seen: set[str] = set()
+            todo = list(edges)
+            while todo:
+                name = todo.pop()
+                if name not in seen:
+                    seen.add(name)
+                    todo.extend(graph[name])
+            reach[start] = seen
+        cyclic = {name for name in graph if name in reach[name]}
+        return frozenset(name for name in graph if not (reach[name] | {name}) & cyclic)
+
+    def _has_type(self, name: str) -> bool:
+        """True for resources: schemas with a ``type`` property (own or inherited)."""
+        node = self.components[name]
+        for part in node.get("allOf", [node]):
+            if "$ref" in part:
+                if self._has_type(_ref_name(part["$ref"])):
+                    return True
+            elif "type" in part.get("properties", {}):
+                return True
+        return False
+
+    # -- building -------------------------------------------------------------------------
+
+    def _is_object(self, node: dict[str, Any]) -> bool:
+        return "allOf" in node or "properties" in node or "object" in _types(node)
+
+    def named(
+        self, name: str, stack: tuple[str, ...], *, polymorphic: bool, inherited: bool = False
+    ) -> dict[str, Any]:
+        """Build component ``name``; ``stack`` is the chain of named schemas above it.
+
+        ``inherited`` marks an ``allOf`` base: it is part of the schema being built, so it
+        neither counts as a level of nesting nor gets cut.
+        """
+        if name not in self.components:
+            raise ValueError(f"unknown schema {name!r}")
+        node = self.components[name]
+        if inherited:
+            inner = stack
+        else:
+            if name not in self.bounded and self._is_object(node):
+                # The stream's own schema (stack[0]) always counts as the first level.
+                depth = len(stack[:1]) + sum(1 for above in stack[1:] if above in self.levels)
+                too_deep = name in self.levels and depth >= MAX_NESTING
+                if too_deep or stack.count(name) >= MAX_SAME_SCHEMA:
+                    return {"type": ["object"]}
+            inner = (*stack, name)
+        out = self.build(node, inner)
+        if name in self.extend:
+            out = _merge(out, self.build(self.extend[name], inner))
+        if polymorphic and name in self.polymorphic:
+            for sub in self.subtypes[name]:
+                out = _merge(out, self._subtype_fields(sub, name, inner))
+        return out
+
+    def _subtype_fields(self, sub: str, base: str, stack: tuple[str, ...]) -> dict[str, Any]:
+        """The properties that subtype ``sub`` adds to ``base`` (allOf parts other than base)."""
+        node = self.components[sub]
+        out: dict[str, Any] = {}
+        for part in node.get("allOf", [node]):
+            if part.get("$ref") == REF_PREFIX + base:
+                continue
+            out = _merge(out, self.build(part, stack))
+        if sub in self.extend:
+            out = _merge(out, self.build(self.extend[sub], stack))
+        out.pop("additionalProperties", None)
+        return out
+
+    def build(self, node: dict[str, Any], stack: tuple[str, ...]) -> dict[str, Any]:
+        if "$ref" in node:
+            return self.named(_ref_name(node["$ref"]), stack, polymorphic=True)
+        if "allOf" in node:
+            out: dict[str, Any] = {}
+            for part in node["allOf"]:
+                if "$ref" in part:
+                    sub = self.named(
+                        _ref_name(part["$ref"]), stack, polymorphic=False, inherited=True
+                    )
+                else:
+                    sub = self.build(part, stack)
+                out = _merge(out, sub)
+            out.pop("additionalProperties", None)
+            return out
+        return self._plain(node, stack)
+
+    def _plain(self, node: dict[str, Any], stack: tuple[str, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        types = _types(node)
+        properties = node.get("properties")
+        if properties is not None and "object" not in types:
+            types.append("object")
+        if "items" in node and "array" not in types:
+            types.append("array")
+        if types:
+            out["type"] = types
+        if properties:
+            built = {
+                name: self.prop(name, self.build(sub, stack)) for name, sub in properties.items()
+            }
+            for patch in self.patches:
+                if set(patch["when_properties"]) <= set(built):
+                    for name, sub in patch["add_properties"].items():
+                        built.setdefault(name, self.prop(name, self.build(sub, stack)))
+            out["properties"] = built
+        if "items" in node:
+            out["items"] = _nullable(self.build(node["items"], stack))
+        if node.get("format") == DATETIME:
+            out["format"] = DATETIME
+        if "enum" in node:
+            out["description"] = "Known values: " + ", ".join(str(v) for v in node["enum"])
+        if node.get("additionalProperties") is False and properties:
+            out["additionalProperties"] = False
+        return out
+
+    def prop(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """Finish a property: nullable, date-time when its name is a known timestamp, and open
+        (no ``additionalProperties: false``) when its name is in ``open_properties``."""
+        out = _nullable(schema)
+        if name in self.open_properties:
+            out.pop("additionalProperties", None)
+        if name in self.timestamps and STRING in _types(out):
+            out["format"] = DATETIME
+        return out
+
+    # -- streams --------------------------------------------------------------------------
+
+    def stream_schema(self, stream: str, entry: dict[str, Any]) -> dict[str, Any]:
+        body = self.named(entry["schema"], (), polymorphic=True)
+        properties = dict(body.get("properties", {}))
+        for key, kind in entry["keys"].items():
+            if kind == DATETIME:
+                properties[key] = {"type": [STRING, "null"], "format": DATETIME}
+            else:
+                properties[key] = {"type": [kind, "null"]}
+        missing = [key for key in entry["primary_keys"] if key not in properties]
+        if missing:
+            raise ValueError(f"{stream}: primary keys {missing} are not properties")
+        keys = ", ".join(entry["keys"])
+        schema = {
+            "type": "object",
+            "description": (
+                f"Bitbucket Cloud GET {entry['endpoint']} items (spec schema "
+                f"{entry['schema']}) plus the tap's keys: {keys}."
+            ),
+            "properties": properties,
+            "required": list(entry["primary_keys"]),
+        }
+        return _canonical(schema)
+
+
+def load_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _dump(node: Any, level: int) -> str:
+    """``json.dumps(indent=2, sort_keys=True)``, except that lists of scalars stay on one line."""
+    inner = "  " * (level + 1)
+    close = "  " * level
+    if isinstance(node, dict):
+        if not node:
+            return "{}"
+        items = [f"{inner}{json.dumps(key)}: {_dump(node[key], level + 1)}" for key in sorted(node)]
+        return "{\n" + ",\n".join(items) + "\n" + close + "}"
+    if isinstance(node, list):
+        if all(not isinstance(value, dict | list) for value in node):
+            return "[" + ", ".join(json.dumps(value) for value in node) + "]"
+        items = [inner + _dump(value, level + 1) for value in node]
+        return "[\n" + ",\n".join(items) + "\n" + close + "]"
+    return json.dumps(node)
+
+
+def render(schema: dict[str, Any]) -> str:
+    """The file text: sorted keys, 2-space indent, scalar lists inline, trailing newline."""
+    return _dump(schema, 0) + "\n"
+
+
+def generate(spec_path: Path = SPEC_PATH, overlay_path: Path = OVERLAY_PATH) -> dict[str, str]:
+    """Return ``{file name: file text}`` for every stream."""
+    builder = SchemaBuilder(load_json(spec_path), load_json(overlay_path))
+    return {
+        f"{stream}.json": render(builder.stream_schema(stream, entry))
+        for stream, entry in sorted(STREAMS.items())
+    }
+
+
+def stale_files(out_dir: Path, files: dict[str, str]) -> list[str]:
+    """Files in ``out_dir`` that differ from ``files``, are missing, or are orphans."""
+    stale = []
+    for name, text in files.items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    if out_dir.is_dir():
+        stale += sorted(p.name for p in out_dir.glob("*.json") if p.name not in files)
+    return sorted(stale)
+
+
+def write(out_dir: Path, files: dict[str, str]) -> list[str]:
+    """Write ``files`` into ``out_dir`` and delete orphan ``*.json``; return changed names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = stale_files(out_dir, files)
+    for name in changed:
+        path = out_dir / name
+        if name in files:
+            path.write_text(files[name], encoding="utf-8", newline="\n")
+        else:
+            path.unlink()
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if any file is stale")
+    parser.add_argument("--out", type=Path, default=SCHEMAS_DIR, help="output directory")
+    args = parser.parse_args(argv)
+    files = generate()
+    if args.check:
+        stale = stale_files(args.out, files)
+        for name in stale:
+            print(f"stale: {args.out / name}")
+        if stale:
+            print("run: python scripts/generate_schemas.py", file=sys.stderr)
+            return 1
+        print(f"{len(files)} schemas up to date")
+        return 0
+    changed = write(args.out, files)
+    for name in changed:
+        print(f"{'wrote' if name in files else 'removed'} {args.out / name}")
+    print(f"{len(files)} schemas, {len(changed)} changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

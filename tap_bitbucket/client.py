@@ -1,0 +1,376 @@
+"""The base stream: requests, paging, error policy and record cleaning.
+
+Every stream of the tap derives from :class:`BitbucketStream`. Bitbucket-specific
+behaviour lives here once:
+
+* pages are fetched by following ``next`` exactly (notes §2.2), never by rebuilding
+  parameters, and a ``next`` that leaves the ``api_url`` origin is refused;
+* ``pagelen`` is always the endpoint's maximum (notes §2.3);
+* expected errors (404 Pipelines disabled, 409 empty repository, 403 missing scope)
+  skip one stream for one repository with one WARNING line;
+* any other 4xx fails with one line: status, path, Bitbucket's message;
+* text is stripped of NUL bytes and nanosecond timestamps are cut to microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import typing as t
+from datetime import datetime, timedelta, timezone
+from http import HTTPStatus
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from singer_sdk import RESTStream
+from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.helpers.types import Context
+from singer_sdk.pagination import BaseAPIPaginator
+from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+from tap_bitbucket.errors import APIError
+from tap_bitbucket.schemas import load_schema
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from singer_sdk import Tap
+
+    from tap_bitbucket.runtime import Runtime
+
+LOGGER = logging.getLogger("tap_bitbucket")
+
+# Pipelines send 9-digit fractions ("...36.611482242Z", notes §6); many targets and
+# Python < 3.11 cannot parse them. Cut to microseconds and keep the offset.
+_NANO_TS = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+(Z|[+-]\d\d:?\d\d)?")
+
+
+class SkipPartition(Exception):  # noqa: N818 - it is a control-flow signal, not an error
+    """An expected error: skip this stream for this repository (or project)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse any Bitbucket timestamp (Z, offsets, 0-9 digit fractions) as aware UTC."""
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    match = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", text)
+    if match:
+        frac = (match.group(2) or "")[:7]
+        frac = frac.ljust(7, "0") if frac else ""
+        text = f"{match.group(1)}{frac}{match.group(3)}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The form the tap writes to state and to ``q`` filters."""
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def clean(value: t.Any) -> t.Any:  # noqa: ANN401 - JSON values of any shape
+    """Strip NUL bytes from text and normalise nanosecond timestamps, recursively.
+
+    Postgres rejects NUL in text columns and several targets reject 9-digit fractions.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        if len(value) > 26 and value[4:5] == "-" and value[10:11] == "T":
+            value = _NANO_TS.sub(_fix_fraction, value)
+        return value
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
+def _fix_fraction(match: re.Match[str]) -> str:
+    offset = match.group(2) or ""
+    return match.group(1) + ("+00:00" if offset == "Z" else offset)
+
+
+class BitbucketPaginator(BaseAPIPaginator[str | None]):
+    """Follows Bitbucket's opaque ``next`` links exactly (notes §2.2).
+
+    * A ``next`` whose origin differs from ``api_url`` is refused, so credentials never
+      travel to a host taken from a response (notes §8.7).
+    * A ``next`` seen before means the server is looping: fail instead of spinning.
+    * ``stop_after_page`` lets newest-first scans end once they are past the bookmark.
+    * ``restore_params`` re-adds query parameters that Bitbucket drops from ``next``:
+      the pipelines list forgets ``sort`` after page 1 (notes §2.4), and following that
+      ``next`` verbatim would silently revert to oldest-first.
+    """
+
+    def __init__(
+        self,
+        origin: tuple[str, str],
+        *,
+        stop_after_page: Callable[[requests.Response], bool] | None = None,
+        restore_params: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(None)
+        self._origin = origin
+        self._stop_after_page = stop_after_page
+        self._restore = dict(restore_params or {})
+        self._seen: set[str] = set()
+
+    def has_more(self, response: requests.Response) -> bool:
+        if self._stop_after_page is not None and self._stop_after_page(response):
+            return False
+        return bool(response_json(response).get("next"))
+
+    def get_next(self, response: requests.Response) -> str | None:
+        link = response_json(response).get("next")
+        if not link:
+            return None
+        parts = urlsplit(link)
+        if (parts.scheme, parts.netloc) != self._origin:
+            msg = (
+                f"Refusing to follow a pagination link to {parts.scheme}://{parts.netloc}: "
+                f"it is not the configured api_url host ({self._origin[0]}://{self._origin[1]})."
+                " Check 'api_url' or the proxy in front of Bitbucket."
+            )
+            raise APIError(msg)
+        if self._restore:
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            missing = {k: v for k, v in self._restore.items() if k not in query}
+            if missing:
+                extra = urlencode(missing)
+                link = urlunsplit(parts._replace(query=f"{parts.query}&{extra}".lstrip("&")))
+        if link in self._seen:
+            msg = (
+                f"Bitbucket returned the same next page twice ({parts.path}); stopping instead"
+                " of looping. Re-run the sync; if it repeats, report it to Atlassian."
+            )
+            raise APIError(msg)
+        self._seen.add(link)
+        return link
+
+
+def response_json(response: requests.Response) -> dict[str, t.Any]:
+    """The parsed body, decoded once per response (validate_response stores it)."""
+    cached = response.__dict__.get("_bb_body")
+    if cached is None:
+        cached = _decode(response)
+        response.__dict__["_bb_body"] = cached
+    return t.cast("dict[str, t.Any]", cached)
+
+
+def _decode(response: requests.Response) -> dict[str, t.Any]:
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        # A truncated or garbled body is a transient fault: retried by the backoff policy.
+        msg = f"invalid JSON from {urlsplit(response.url).path}: {exc}"
+        raise RetriableAPIError(msg, response) from exc
+    if not isinstance(body, dict):
+        msg = f"unexpected JSON (not an object) from {urlsplit(response.url).path}"
+        raise RetriableAPIError(msg, response)
+    return body
+
+
+def error_message(response: requests.Response) -> str:
+    """Bitbucket's own message from the JSON error envelope (notes §6), or the text."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else (response.reason or "")
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            detail = err.get("detail")
+            message = str(err["message"])
+            return f"{message} ({detail})" if detail else message
+        if body.get("error_description"):
+            return str(body["error_description"])
+    return response.reason or ""
+
+
+class BitbucketStream(RESTStream[str | None]):
+    """Base stream for Bitbucket Cloud REST API 2.0."""
+
+    #: Largest ``pagelen`` the endpoint accepts (notes §2.3): 100 unless stated.
+    page_size: int = 100
+    #: Expected statuses that skip this stream for one partition, with the reason.
+    tolerated_errors: t.ClassVar[dict[int, str]] = {}
+    #: Query parameters that never change between pages.
+    static_params: t.ClassVar[dict[str, str | list[str]]] = {}
+    #: Schema file name under tap_bitbucket/schemas (defaults to the stream name).
+    schema_name: str | None = None
+
+    # The SDK defaults to a 300 s timeout; a stalled socket should fail faster.
+    timeout = 60
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap=tap, schema=load_schema(self.schema_name or self.name))
+
+    # -- wiring shared with the tap --------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._tap.runtime  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def url_base(self) -> str:
+        return self.runtime.api_url
+
+    @property
+    def authenticator(self) -> t.Any:  # noqa: ANN401 - requests AuthBase-compatible
+        # One authenticator per tap, shared by every stream and thread.
+        return self.runtime.authenticator
+
+    @property
+    def requests_session(self) -> requests.Session:
+        return self.runtime.session()
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json", "User-Agent": self.runtime.user_agent}
+
+    # -- requests --------------------------------------------------------------------
+
+    def get_new_paginator(self) -> BitbucketPaginator:
+        return BitbucketPaginator(self.runtime.origin)
+
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:  # noqa: ANN401
+        params: dict[str, t.Any] = {"pagelen": self.page_size}
+        params.update(self.static_params)
+        return params
+
+    def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
+        if page.next_page_token:
+            # Follow `next` exactly: it already carries every original parameter, and
+            # re-sending parameters has been answered with 400 (notes §2.2).
+            return HTTPRequest(url=page.next_page_token, method="GET", headers=self.http_headers)
+        request = super().get_http_request(page=page)
+        params = request.params
+        if isinstance(params, dict):
+            # Repeated keys (state=OPEN&state=MERGED) need doseq; `+` in `fields` must be
+            # sent as %2B (notes §3.4), which urlencode does.
+            request.url = f"{request.url}?{urlencode(params, doseq=True)}"
+            request.params = {}
+        return request
+
+    def _request(
+        self,
+        prepared_request: requests.PreparedRequest,
+        context: Context | None,
+    ) -> requests.Response:
+        return self.runtime.send(self, prepared_request, context)
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            msg = f"HTTP {status} from {urlsplit(response.url).path}: {error_message(response)}"
+            raise RetriableAPIError(msg, response)
+        if status in self.tolerated_errors:
+            raise SkipPartition(status, f"{self.tolerated_errors[status]} ({error_message(response)})")
+        if status >= HTTPStatus.BAD_REQUEST:
+            path = urlsplit(response.url).path
+            hint = _HINTS.get(status, "")
+            msg = f"HTTP {status} from GET {path}: {error_message(response)}.{hint}"
+            raise APIError(msg)
+        response_json(response)  # decode now, inside the retry policy
+
+    def backoff_max_tries(self) -> int:
+        return int(self.config.get("max_retries", 8))
+
+    def backoff_wait_generator(self) -> t.Generator[float, None, None]:
+        return self.runtime.wait_generator()
+
+    def backoff_handler(self, details: t.Any) -> None:  # noqa: ANN401
+        self.runtime.log_retry(self.name, details)
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
+        values = response_json(response).get("values")
+        if values is None:
+            # Single-object endpoints have no envelope.
+            yield response_json(response)
+            return
+        yield from values
+
+    # -- records ---------------------------------------------------------------------
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        try:
+            yield from super().request_records(context)
+        except SkipPartition as skip:
+            self.runtime.warn_skip(self.name, context, skip)
+
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
+        row = clean(row)
+        if context:
+            for key in self.context_keys:
+                if key in context and key not in row:
+                    row[key] = context[key]
+        return self.transform(row, context)
+
+    #: Context keys copied onto every record (the warehouse join keys).
+    context_keys: tuple[str, ...] = ()
+
+    def transform(
+        self, row: dict[str, t.Any], context: Context | None
+    ) -> dict[str, t.Any] | None:
+        """Stream-specific shaping after cleaning; return None to drop the row."""
+        return row
+
+
+class RepoStream(BitbucketStream):
+    """A child of ``repositories``: one partition (and one bookmark) per repository."""
+
+    # The context is exactly (workspace_slug, repo_slug, repo_uuid), so each repository
+    # is one state partition. Streams whose context adds a PR id or pipeline uuid set
+    # state_partitioning_keys = ["repo_uuid"], so state never grows with PRs or commits.
+    context_keys = ("workspace_slug", "repo_slug", "repo_uuid")
+
+
+# Bookmarks (replication values) that the tap manages itself, per partition.
+def overlap(config: Mapping[str, t.Any]) -> timedelta:
+    """Look-back applied to server-side `q` bookmarks (constructorfabric/insight: 5 min)."""
+    return timedelta(seconds=int(config.get("lookback_seconds", 300)))
+
+
+def newest_first_stop(
+    field: str | Callable[[dict[str, t.Any]], str | None],
+    bound: datetime | None,
+) -> Callable[[requests.Response], bool]:
+    """A stop rule for newest-first scans that ignore `q` (commits, pipelines, activity).
+
+    Stop after a page whose every dated item is older than ``bound``: in topological or
+    creation order newer items come first, and a whole page past the bound means the
+    rest is older still (notes §8.15).
+    """
+    getter = (lambda row: row.get(field)) if isinstance(field, str) else field
+
+    def stop(response: requests.Response) -> bool:
+        if bound is None:
+            return False
+        values = response_json(response).get("values") or []
+        dates = [getter(v) for v in values]
+        dated = [d for d in dates if d]
+        return bool(dated) and all(parse_timestamp(d) < bound for d in dated)
+
+    return stop
+
+
+def iter_pages_values(body: Mapping[str, t.Any]) -> Iterator[dict[str, t.Any]]:
+    yield from body.get("values") or []
+
+
+_HINTS = {
+    401: " Check the credentials (api_token with the account email as username,"
+    " access_token, or the OAuth settings).",
+    403: " The credential lacks a scope or admin rights for this resource.",
+    404: " Check the workspace and repository names.",
+}

@@ -1,0 +1,155 @@
+"""Repositories and the repository-level settings tables (permissions, hooks, keys...)."""
+
+from __future__ import annotations
+
+import hashlib
+import typing as t
+
+from singer_sdk.helpers.types import Context
+
+from tap_bitbucket.client import BitbucketStream, RepoStream
+from tap_bitbucket.streams.workspace import WorkspacesStream
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+_GONE = "the repository no longer exists (deleted during the sync?)"
+_NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
+_NO_PIPELINES = "Pipelines is disabled for this repository"
+
+
+def shard_of(repo_uuid: str, shard_count: int) -> int:
+    """Stable shard of a repository: the same on every machine and Python version."""
+    digest = hashlib.sha256(repo_uuid.strip("{}").lower().encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count
+
+
+class RepositoriesStream(BitbucketStream):
+    """Repositories: GET /repositories/{workspace} (full table).
+
+    Every repository in scope is emitted and its children always run: a repository's
+    ``updated_on`` moves only on git activity, never on PRs or pipelines (notes §8.11),
+    so it must not gate them.
+    """
+
+    name = "repositories"
+    path = "/repositories/{workspace_slug}"
+    primary_keys = ("uuid",)
+    replication_key = None
+    parent_stream_type = WorkspacesStream
+    context_keys = ("workspace_slug", "workspace_uuid")
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        tap = self._tap
+        for row in self.request_records(context):
+            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or ""):  # type: ignore[attr-defined]
+                yield row
+
+    def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
+        workspace, _, slug = str(record["full_name"]).partition("/")
+        return {
+            "workspace_slug": (context or {}).get("workspace_slug", workspace),
+            "repo_slug": record.get("slug") or slug,
+            "repo_uuid": record["uuid"],
+        }
+
+
+class RepoChildStream(RepoStream):
+    parent_stream_type = RepositoriesStream
+    replication_key = None
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
+
+
+class _AdminRepoStream(RepoChildStream):
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: _GONE}
+
+
+class RepositoryUserPermissionsStream(_AdminRepoStream):
+    """Explicit user permissions: GET /repositories/{w}/{r}/permissions-config/users."""
+
+    name = "repository_user_permissions"
+    path = "/repositories/{workspace_slug}/{repo_slug}/permissions-config/users"
+    primary_keys = ("repo_uuid", "user_uuid")
+
+    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
+        row["user_uuid"] = (row.get("user") or {}).get("uuid")
+        return row
+
+
+class RepositoryGroupPermissionsStream(_AdminRepoStream):
+    """Explicit group permissions: GET /repositories/{w}/{r}/permissions-config/groups."""
+
+    name = "repository_group_permissions"
+    path = "/repositories/{workspace_slug}/{repo_slug}/permissions-config/groups"
+    primary_keys = ("repo_uuid", "group_slug")
+
+    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
+        row["group_slug"] = (row.get("group") or {}).get("slug")
+        return row
+
+
+class BranchRestrictionsStream(_AdminRepoStream):
+    """Branch restrictions: GET /repositories/{w}/{r}/branch-restrictions (repository:admin)."""
+
+    name = "branch_restrictions"
+    path = "/repositories/{workspace_slug}/{repo_slug}/branch-restrictions"
+    primary_keys = ("repo_uuid", "id")
+
+
+class DefaultReviewersStream(RepoChildStream):
+    """Repository default reviewers: GET /repositories/{w}/{r}/default-reviewers."""
+
+    name = "default_reviewers"
+    path = "/repositories/{workspace_slug}/{repo_slug}/default-reviewers"
+    primary_keys = ("repo_uuid", "user_uuid")
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: _GONE}
+
+    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
+        row["user_uuid"] = row.get("uuid")
+        return row
+
+
+class RepositoryWebhooksStream(_AdminRepoStream):
+    """Repository webhooks: GET /repositories/{w}/{r}/hooks (webhook scope)."""
+
+    name = "repository_webhooks"
+    path = "/repositories/{workspace_slug}/{repo_slug}/hooks"
+    primary_keys = ("uuid",)
+
+
+class DownloadsStream(RepoChildStream):
+    """Download artifacts: GET /repositories/{w}/{r}/downloads."""
+
+    name = "downloads"
+    path = "/repositories/{workspace_slug}/{repo_slug}/downloads"
+    primary_keys = ("repo_uuid", "name")
+
+
+class DeployKeysStream(_AdminRepoStream):
+    """Deploy keys: GET /repositories/{w}/{r}/deploy-keys (repository:admin)."""
+
+    name = "deploy_keys"
+    path = "/repositories/{workspace_slug}/{repo_slug}/deploy-keys"
+    primary_keys = ("repo_uuid", "id")
+
+
+class EnvironmentsStream(RepoChildStream):
+    """Deployment environments: GET /repositories/{w}/{r}/environments."""
+
+    name = "environments"
+    path = "/repositories/{workspace_slug}/{repo_slug}/environments"
+    primary_keys = ("uuid",)
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
+
+
+class DeploymentsStream(RepoChildStream):
+    """Deployments: GET /repositories/{w}/{r}/deployments (full table).
+
+    Bitbucket ignores `q` here and answers 400 to `sort` (notes §3.3, §8.17), and a
+    deployment has no top-level timestamp: there is nothing safe to bookmark.
+    """
+
+    name = "deployments"
+    path = "/repositories/{workspace_slug}/{repo_slug}/deployments"
+    primary_keys = ("uuid",)
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}

@@ -1,0 +1,323 @@
+"""tap-bitbucket: the Tap class and its config schema."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import sys
+import traceback
+import typing as t
+
+import click
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_bitbucket import auth
+from tap_bitbucket.client import parse_timestamp
+from tap_bitbucket.errors import ConfigError, TapBitbucketError
+from tap_bitbucket.redact import install_redaction
+from tap_bitbucket.runtime import Runtime
+from tap_bitbucket.streams import STREAM_TYPES
+
+if t.TYPE_CHECKING:
+    from singer_sdk.streams import Stream
+
+LOGGER = logging.getLogger("tap_bitbucket")
+DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
+
+SETTINGS = th.PropertiesList(
+    th.Property(
+        "workspaces",
+        th.ArrayType(th.StringType),
+        description=(
+            "Workspace slugs to sync. When empty, the tap lists the workspaces the "
+            "credential can see through GET /user/workspaces (GET /workspaces answers 410 "
+            "since 2026)."
+        ),
+    ),
+    th.Property(
+        "repositories",
+        th.ArrayType(th.StringType),
+        description=(
+            "Include globs over 'workspace/repo' full names, e.g. 'acme/*' or 'acme/api'. "
+            "Empty means every repository of the selected workspaces."
+        ),
+    ),
+    th.Property(
+        "exclude_repositories",
+        th.ArrayType(th.StringType),
+        description="Exclude globs over 'workspace/repo' full names; applied after 'repositories'.",
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        description=(
+            "Earliest updated/created time to sync on the first run of incremental streams "
+            "(ISO 8601). Later runs continue from the saved state."
+        ),
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description=(
+            "Base URL of the Bitbucket Cloud REST API 2.0, for proxies and the emulator. "
+            "Pagination links to any other host are refused."
+        ),
+    ),
+    th.Property(
+        "user_agent",
+        th.StringType,
+        description="User-Agent header sent with every request.",
+    ),
+    th.Property(
+        "lookback_seconds",
+        th.IntegerType,
+        default=300,
+        description=(
+            "Overlap applied to server-side updated_on bookmarks, so objects written while "
+            "the previous sync ran are not missed. Objects in the window may be emitted twice."
+        ),
+    ),
+    th.Property(
+        "requests_per_hour",
+        th.NumberType,
+        description=(
+            "Optional request budget: one token-bucket pacer shared by every stream and "
+            "thread spreads calls so the sync stays under it (Bitbucket allows 1,000/h per "
+            "user; up to 10,000/h for access tokens of large paid workspaces)."
+        ),
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType,
+        default=8,
+        description="Tries per request for 5xx, resets, timeouts and invalid bodies.",
+    ),
+    th.Property(
+        "backoff_base_seconds",
+        th.NumberType,
+        default=1.0,
+        description="First backoff wait for retried requests (exponential, full jitter).",
+    ),
+    th.Property(
+        "backoff_max_seconds",
+        th.NumberType,
+        default=60.0,
+        description="Longest single backoff wait.",
+    ),
+    th.Property(
+        "request_timeout_seconds",
+        th.NumberType,
+        default=60,
+        description="Seconds to wait for Bitbucket to answer one request.",
+    ),
+    th.Property(
+        "max_workers",
+        th.IntegerType,
+        default=1,
+        description="Concurrent HTTP workers across repositories (bounded pool).",
+    ),
+    th.Property(
+        "shard_count",
+        th.IntegerType,
+        default=1,
+        description=(
+            "Split repositories deterministically over this many tap processes "
+            "(stable hash of the repository uuid)."
+        ),
+    ),
+    th.Property(
+        "shard_index",
+        th.IntegerType,
+        default=0,
+        description="Which shard this process syncs, from 0 to shard_count - 1.",
+    ),
+    *auth.AUTH_PROPERTIES,
+)
+
+
+class TapBitbucket(Tap):
+    """Singer tap for Bitbucket Cloud."""
+
+    name = "tap-bitbucket"
+    package_name = "tap-bitbucket"
+    config_jsonschema = SETTINGS.to_dict()
+    message_writer_class = MsgSpecWriter
+
+    _runtime: Runtime | None = None
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401
+        super().__init__(*args, **kwargs)
+        install_redaction(self._secret_values)
+
+    # -- config ----------------------------------------------------------------------
+
+    def _secret_values(self) -> list[str]:
+        values = [str(self.config.get(k) or "") for k in auth.SECRET_SETTINGS]
+        if self._runtime is not None:
+            values.extend(self._runtime.authenticator.secret_values())
+        return [v for v in values if v]
+
+    def validate_settings(self) -> None:
+        """Checks that need more than the JSON schema. Raises ConfigError (one line)."""
+        config = self.config
+        auth.validate_auth_config(config)
+        api_url = str(config.get("api_url") or DEFAULT_API_URL)
+        if not api_url.startswith(("https://", "http://")):
+            raise ConfigError("api_url", f"'{api_url}' is not an http(s) URL")
+        if config.get("start_date"):
+            try:
+                parse_timestamp(str(config["start_date"]))
+            except ValueError:
+                raise ConfigError(
+                    "start_date", f"'{config['start_date']}' is not an ISO 8601 date-time"
+                ) from None
+        for key in ("repositories", "exclude_repositories"):
+            for pattern in config.get(key) or []:
+                if "/" not in pattern or not pattern.split("/", 1)[0] or not pattern.split("/", 1)[1]:
+                    raise ConfigError(key, f"'{pattern}' must look like 'workspace/repo' (globs allowed)")
+                if pattern.count("[") != pattern.count("]"):
+                    raise ConfigError(key, f"'{pattern}' has an unbalanced '['")
+        shard_count = int(config.get("shard_count") or 1)
+        shard_index = int(config.get("shard_index") or 0)
+        if shard_count < 1:
+            raise ConfigError("shard_count", "must be 1 or more")
+        if not 0 <= shard_index < shard_count:
+            raise ConfigError("shard_index", f"must be between 0 and {shard_count - 1}")
+        if int(config.get("max_workers") or 1) < 1:
+            raise ConfigError("max_workers", "must be 1 or more")
+        rph = config.get("requests_per_hour")
+        if rph is not None and float(rph) <= 0:
+            raise ConfigError("requests_per_hour", "must be a positive number")
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            authenticator = auth.build_authenticator(self.config, logger=LOGGER)
+            agent = str(self.config.get("user_agent") or f"tap-bitbucket/{self.plugin_version}")
+            self._runtime = Runtime(self.config, authenticator, agent)
+        return self._runtime
+
+    def repository_in_scope(self, full_name: str, uuid: str) -> bool:
+        """Include/exclude globs, then the shard split."""
+        name = full_name.lower()
+        include = [p.lower() for p in self.config.get("repositories") or []]
+        exclude = [p.lower() for p in self.config.get("exclude_repositories") or []]
+        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+            return False
+        if any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            return False
+        shards = int(self.config.get("shard_count") or 1)
+        if shards > 1:
+            from tap_bitbucket.streams.repository import shard_of  # noqa: PLC0415
+
+            return shard_of(uuid, shards) == int(self.config.get("shard_index") or 0)
+        return True
+
+    # -- streams ---------------------------------------------------------------------
+
+    def discover_streams(self) -> list[Stream]:
+        # The catalog never depends on config: the same streams and schemas always.
+        return [stream_class(tap=self) for stream_class in STREAM_TYPES]
+
+    # -- CLI -------------------------------------------------------------------------
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()
+        original_invoke = click.Command.invoke
+
+        def invoke(ctx: click.Context) -> t.Any:  # noqa: ANN401
+            logging.captureWarnings(capture=True)
+            sys.excepthook = _excepthook
+            try:
+                return original_invoke(command, ctx)
+            except ConfigValidationError as exc:
+                _report(_config_error_from_schema(exc))
+            except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                _report(exc)
+            return None
+
+        command.invoke = invoke  # type: ignore[method-assign]
+        return command
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`: one cheap authenticated call first, failing fast on bad credentials."""
+        if value and value != "disabled":
+            config = ctx.params.get("config")
+            tap = cls(
+                config=config.config if config else None,
+                parse_env_config=bool(config and config.parse_env),
+                validate_config=True,
+            )
+            tap.check_connection()
+        super().cb_test(ctx, param, value)
+
+    def check_connection(self) -> None:
+        self.validate_settings()
+        from tap_bitbucket.streams.workspace import check_credentials  # noqa: PLC0415
+
+        check_credentials(self)
+
+    def sync_all(self) -> None:  # type: ignore[misc]
+        self.validate_settings()
+        self.runtime.authenticator.prepare()
+        try:
+            super().sync_all()
+        finally:
+            self.runtime.log_request_totals()
+
+
+def _config_error_from_schema(exc: ConfigValidationError) -> ConfigError:
+    errors = list(exc.errors) or [str(exc)]
+    first = str(errors[0])
+    setting = "config"
+    for token in first.replace("[", " ").replace("]", " ").replace("'", " ").split():
+        if token in SETTINGS.to_dict()["properties"]:
+            setting = token
+            break
+    return ConfigError(setting, first)
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: t.Any) -> None:  # noqa: ANN401
+    """Failures raised outside `invoke` (e.g. in `--test`): same one-line report."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    try:
+        _report(exc)
+    except SystemExit as done:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(done.code or 1))
+
+
+def _report(exc: BaseException) -> t.NoReturn:
+    """One line on stderr for every failure; a traceback only with debug logging."""
+    exc_type, tb = type(exc), exc.__traceback__
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG) or LOGGER.isEnabledFor(logging.DEBUG)
+    if debug:
+        traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+    if isinstance(exc, TapBitbucketError):
+        line = str(exc)
+    else:
+        detail = str(exc).splitlines()[0] if str(exc) else exc_type.__name__
+        line = f"{exc_type.__name__}: {detail} (run with --log-level=debug for a traceback)"
+    from tap_bitbucket.redact import redact_current  # noqa: PLC0415
+
+    sys.stderr.write(f"tap-bitbucket: error: {redact_current(line)}\n")
+    sys.stderr.flush()
+    code = exc.exit_code if isinstance(exc, TapBitbucketError) else 1
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    TapBitbucket.cli()
