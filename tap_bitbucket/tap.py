@@ -118,8 +118,11 @@ SETTINGS = th.PropertiesList(
     th.Property(
         "max_workers",
         th.IntegerType,
-        default=1,
-        description="Concurrent HTTP workers across repositories (bounded pool).",
+        default=4,
+        description=(
+            "Repositories synced at once on a bounded thread pool (1 = strictly one request "
+            "at a time). Output order and STATE stay as with 1; the pacer is shared."
+        ),
     ),
     th.Property(
         "shard_count",
@@ -201,6 +204,10 @@ class TapBitbucket(Tap):
             agent = str(self.config.get("user_agent") or f"tap-bitbucket/{self.plugin_version}")
             self._runtime = Runtime(self.config, authenticator, agent)
         return self._runtime
+
+    def share_runtime(self, other: TapBitbucket) -> None:
+        """Use another tap's runtime: one authenticator, pacer and counter per process."""
+        self._runtime = other.runtime
 
     def repository_in_scope(self, full_name: str, uuid: str) -> bool:
         """Include/exclude globs, then the shard split."""

@@ -8,10 +8,18 @@ import typing as t
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.client import BitbucketStream, RepoStream
+from tap_bitbucket.concurrency import RepoFanOut
 from tap_bitbucket.streams.workspace import WorkspacesStream
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from tap_bitbucket.tap import TapBitbucket
+
+# Repositories whose children run at once. Bitbucket's budget (1,000 requests/h per
+# user) is what limits a sync, so more threads only hide latency; 4 does that without
+# bursting through the budget when no pacer is set.
+DEFAULT_WORKERS = 4
 
 _GONE = "the repository no longer exists (deleted during the sync?)"
 _NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
@@ -39,11 +47,35 @@ class RepositoriesStream(BitbucketStream):
     parent_stream_type = WorkspacesStream
     context_keys = ("workspace_slug", "workspace_uuid")
 
+    _fanout: RepoFanOut | None = None
+
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        tap = self._tap
-        for row in self.request_records(context):
-            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or ""):  # type: ignore[attr-defined]
-                yield row
+        tap = t.cast("TapBitbucket", self._tap)
+        rows = (
+            row
+            for row in self.request_records(context)
+            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or "")
+        )
+        workers = int(self.config.get("max_workers") or DEFAULT_WORKERS)
+        children = [c for c in self.child_streams if c.selected or c.has_selected_descendents]
+        if workers <= 1 or not children:
+            yield from rows
+            return
+        self._fanout = RepoFanOut(tap, self.name, workers)
+        try:
+            yield from self._fanout.read_ahead(rows, lambda r: self.get_child_context(r, context))
+        finally:
+            self._fanout.close()
+            self._fanout = None
+
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        if self._fanout is None:
+            yield self.get_child_context(record, context)
+            return
+        # The children already ran on a worker: write their output here, in order.
+        self._fanout.flush(self.get_child_context(record, context))
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         workspace, _, slug = str(record["full_name"]).partition("/")
