@@ -15,16 +15,35 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+import backoff
 import requests
+from singer_sdk.exceptions import RetriableAPIError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Mapping
+    from collections.abc import Callable, Generator, Mapping
 
     from singer_sdk.helpers.types import Context
 
     from tap_bitbucket.client import BitbucketStream, SkipPartition
 
 LOGGER = logging.getLogger("tap_bitbucket")
+T = t.TypeVar("T")
+
+# What a retry can fix: server faults and 429 (RetriableAPIError), resets, timeouts and
+# bodies cut short (ChunkedEncodingError, or invalid JSON raised as RetriableAPIError).
+RETRYABLE = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
 
 
 class TokenBucket:
@@ -117,6 +136,7 @@ class Runtime:
         with self._lock:
             self.requests_by_stream[stream.name] += 1
         response = self.session().send(authed, timeout=stream.timeout, allow_redirects=True)
+        self.note_response(response)
         near = response.headers.get("X-RateLimit-NearLimit", "").lower() == "true"
         if near:
             limit = response.headers.get("X-RateLimit-Limit")
@@ -129,19 +149,77 @@ class Runtime:
 
     # -- retries ---------------------------------------------------------------------
 
-    def wait_generator(self) -> Generator[float, None, None]:
-        """Exponential backoff with full jitter; Retry-After wins when present."""
-        base = float(self.config.get("backoff_base_seconds", 1.0))
-        cap = float(self.config.get("backoff_max_seconds", 60.0))
+    def retrying(self, func: Callable[..., T], stream_name: str) -> Callable[..., T]:
+        """Wrap one request in the retry policy, with `backoff`.
+
+        * 429: wait `Retry-After` when sent, else exponential backoff with full jitter,
+          and never give up while the total wait stays under `rate_limit_max_wait_seconds`.
+        * 5xx, resets, timeouts, truncated bodies: at most `max_retries` tries.
+        """
+        max_tries = int(self.config.get("max_retries") or 8)
+        ceiling = float(self.config.get("rate_limit_max_wait_seconds") or 3600)
+        local = self._local
+
+        def give_up(exc: Exception) -> bool:
+            local.tries += 1
+            if _status(exc) == 429:
+                return bool(local.waited >= ceiling)
+            local.fault_tries += 1
+            return bool(local.fault_tries >= max_tries)
+
+        def on_backoff(details: Mapping[str, t.Any]) -> None:
+            local.waited += float(details.get("wait") or 0)
+            self.log_retry(stream_name, details)
+
+        decorated = backoff.on_exception(
+            self._wait_generator,
+            RETRYABLE,
+            max_tries=None,
+            giveup=give_up,
+            on_backoff=on_backoff,
+            jitter=None,  # the generator applies full jitter itself
+            logger=None,
+        )(func)
+
+        def call(*args: t.Any, **kwargs: t.Any) -> T:  # noqa: ANN401
+            local.tries, local.fault_tries, local.waited = 0, 0, 0.0
+            return decorated(*args, **kwargs)
+
+        return call
+
+    def _wait_generator(self) -> Generator[float, None, None]:
+        base = float(self.config.get("backoff_base_seconds") or 1.0)
+        cap = float(self.config.get("backoff_max_seconds") or 60.0)
         attempt = 0
         while True:
             retry_after = getattr(self._local, "retry_after", None)
             self._local.retry_after = None
             if retry_after is not None:
-                yield retry_after
+                yield min(float(retry_after), max(cap, 1.0) * 10)
             else:
-                yield random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311
+                yield random.uniform(base / 2, min(cap, base * (2**attempt)))  # noqa: S311
             attempt += 1
+
+    def note_response(self, response: requests.Response) -> None:
+        """Remember `Retry-After` of a 429/503 for the next backoff wait of this thread."""
+        value = response.headers.get("Retry-After")
+        self._local.retry_after = None
+        if value and response.status_code in (429, 503):
+            try:
+                self._local.retry_after = max(0.0, float(value))
+            except ValueError:
+                self._local.retry_after = None
+
+    def give_up_message(self, stream_name: str, exc: BaseException) -> str:
+        response = getattr(exc, "response", None)
+        request = getattr(exc, "request", None) or getattr(response, "request", None)
+        url = getattr(response, "url", None) or getattr(request, "url", None) or self.api_url
+        path = urlsplit(str(url)).path
+        return (
+            f"{stream_name}: GET {path} failed after {getattr(self._local, 'tries', 0)} tries; "
+            f"last error: {_short(exc)}. Bitbucket or the network is failing; re-run the sync "
+            "later (it resumes from the last STATE)."
+        )
 
     def log_retry(self, stream_name: str, details: Mapping[str, t.Any]) -> None:
         exc = details.get("exception")

@@ -58,7 +58,8 @@ class RepositoriesStream(BitbucketStream):
         )
         workers = int(self.config.get("max_workers") or DEFAULT_WORKERS)
         children = [c for c in self.child_streams if c.selected or c.has_selected_descendents]
-        if workers <= 1 or not children:
+        # A dry run (`--test`) caps records per stream object; workers have their own.
+        if workers <= 1 or not children or self.ABORT_AT_RECORD_COUNT is not None:
             yield from rows
             return
         self._fanout = RepoFanOut(tap, self.name, workers)

@@ -201,10 +201,15 @@ def _after(value: str | None, mark: t.Any) -> bool:  # noqa: ANN401
 
 
 def check_credentials(tap: TapBitbucket) -> None:
-    """One cheap authenticated call (GET /user) that fails fast on bad credentials."""
+    """One cheap authenticated call that fails fast on bad credentials.
+
+    GET /workspaces/{slug} when workspaces are configured (works for every credential,
+    access tokens included), else GET /user/workspaces?pagelen=10.
+    """
     runtime = tap.runtime
     runtime.authenticator.prepare()
-    url = f"{runtime.api_url}/user"
+    slugs = list(tap.config.get("workspaces") or [])
+    url = f"{runtime.api_url}/workspaces/{slugs[0]}" if slugs else f"{runtime.api_url}/user/workspaces?pagelen=10"
     prepared = requests.Request("GET", url, headers={"Accept": "application/json"}).prepare()
     authed = runtime.authenticator(prepared)
     try:
@@ -219,5 +224,6 @@ def check_credentials(tap: TapBitbucket) -> None:
         )
         raise AuthError(msg)
     if response.status_code >= 400:
-        msg = f"GET /user answered HTTP {response.status_code}: {error_message(response)}."
+        path = url.split("?")[0].removeprefix(runtime.api_url)
+        msg = f"GET {path} answered HTTP {response.status_code}: {error_message(response)}."
         raise AuthError(msg)
