@@ -47,7 +47,7 @@ LOGGER = logging.getLogger("tap_bitbucket")
 _NANO_TS = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+(Z|[+-]\d\d:?\d\d)?")
 
 
-class SkipPartition(Exception):  # noqa: N818 - it is a control-flow signal, not an error
+class SkipPartition(Exception):
     """An expected error: skip this stream for this repository (or project)."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -75,7 +75,7 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
-def clean(value: t.Any) -> t.Any:  # noqa: ANN401 - JSON values of any shape
+def clean(value: t.Any) -> t.Any:
     """Strip NUL bytes from text and normalise nanosecond timestamps, recursively.
 
     Postgres rejects NUL in text columns and several targets reject 9-digit fractions.
@@ -129,7 +129,7 @@ class BitbucketPaginator(BaseAPIPaginator[str | None]):
         return bool(response_json(response).get("next"))
 
     def get_next(self, response: requests.Response) -> str | None:
-        link = response_json(response).get("next")
+        link: str | None = response_json(response).get("next")
         if not link:
             return None
         parts = urlsplit(link)
@@ -228,7 +228,7 @@ class BitbucketStream(RESTStream[str | None]):
         return self.runtime.api_url
 
     @property
-    def authenticator(self) -> t.Any:  # noqa: ANN401 - requests AuthBase-compatible
+    def authenticator(self) -> t.Any:
         # One authenticator per tap, shared by every stream and thread.
         return self.runtime.authenticator
 
@@ -245,7 +245,7 @@ class BitbucketStream(RESTStream[str | None]):
     def get_new_paginator(self) -> BitbucketPaginator:
         return BitbucketPaginator(self.runtime.origin)
 
-    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:  # noqa: ANN401
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
         params: dict[str, t.Any] = {"pagelen": self.page_size}
         params.update(self.static_params)
         return params
@@ -278,7 +278,9 @@ class BitbucketStream(RESTStream[str | None]):
             msg = f"HTTP {status} from {urlsplit(response.url).path}: {error_message(response)}"
             raise RetriableAPIError(msg, response)
         if status in self.tolerated_errors:
-            raise SkipPartition(status, f"{self.tolerated_errors[status]} ({error_message(response)})")
+            raise SkipPartition(
+                status, f"{self.tolerated_errors[status]} ({error_message(response)})"
+            )
         if status >= HTTPStatus.BAD_REQUEST:
             path = urlsplit(response.url).path
             hint = _HINTS.get(status, "")
@@ -327,9 +329,7 @@ class BitbucketStream(RESTStream[str | None]):
     #: Context keys copied onto every record (the warehouse join keys).
     context_keys: tuple[str, ...] = ()
 
-    def transform(
-        self, row: dict[str, t.Any], context: Context | None
-    ) -> dict[str, t.Any] | None:
+    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any] | None:
         """Stream-specific shaping after cleaning; return None to drop the row."""
         return row
 
@@ -340,7 +340,7 @@ class RepoStream(BitbucketStream):
     # The context is exactly (workspace_slug, repo_slug, repo_uuid), so each repository
     # is one state partition. Streams whose context adds a PR id or pipeline uuid set
     # state_partitioning_keys = ["repo_uuid"], so state never grows with PRs or commits.
-    context_keys = ("workspace_slug", "repo_slug", "repo_uuid")
+    context_keys: tuple[str, ...] = ("workspace_slug", "repo_slug", "repo_uuid")
 
 
 # Bookmarks (replication values) that the tap manages itself, per partition.

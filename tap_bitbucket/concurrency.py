@@ -36,10 +36,10 @@ class BufferWriter(GenericSingerWriter[t.Any, t.Any]):
     def __init__(self) -> None:
         self.messages: list[t.Any] = []
 
-    def serialize_message(self, message: t.Any) -> t.Any:  # noqa: ANN401
+    def serialize_message(self, message: t.Any) -> t.Any:
         return message
 
-    def write_message(self, message: t.Any) -> None:  # noqa: ANN401
+    def write_message(self, message: t.Any) -> None:
         self.messages.append(message)
 
 
@@ -89,8 +89,7 @@ class RepoFanOut:
                 tap.write_message(message)
         with self._state_lock:
             _merge_partitions(tap.state, result.partitions, str(context["repo_uuid"]))
-            snapshot = copy.deepcopy(dict(tap.state))
-        tap.write_message(StateMessage(value=snapshot))
+        tap.state_writer.write_state(tap.state)
 
     # -- worker ----------------------------------------------------------------------
 
@@ -98,8 +97,9 @@ class RepoFanOut:
         worker, writer = self._worker()
         with self._state_lock:
             state = copy.deepcopy(dict(self.tap.state))
-        worker.state.clear()  # type: ignore[attr-defined]
-        worker.state.update(state)  # type: ignore[attr-defined]
+        live = t.cast("dict[str, t.Any]", worker.state)
+        live.clear()
+        live.update(state)
         writer.messages = []
         parent = worker.streams[self.parent_name]
         for child in parent.child_streams:
@@ -110,7 +110,6 @@ class RepoFanOut:
             for name, b in (worker.state.get("bookmarks") or {}).items()
         }
         return RepoResult(writer.messages, partitions)
-
 
     def _worker(self) -> tuple[TapBitbucket, BufferWriter]:
         """One private tap per thread, reused for every repository that thread runs."""
@@ -134,7 +133,7 @@ def _is_repo(partition: dict[str, t.Any], repo_uuid: str) -> bool:
 
 
 def _merge_partitions(
-    state: t.Any,  # noqa: ANN401 - the SDK's mutable TapState
+    state: t.Any,
     partitions: dict[str, list[dict[str, t.Any]]],
     repo_uuid: str,
 ) -> None:

@@ -79,7 +79,10 @@ class TokenBucket:
             base = (limit_per_hour / 3600.0) if limit_per_hour else (self.rate or 1000 / 3600.0)
             new = base / 2
             if self.rate is None or new < self.rate:
-                LOGGER.info("Bitbucket reports the rate limit is near; pacing to %.0f requests/h", new * 3600)
+                LOGGER.info(
+                    "Bitbucket reports the rate limit is near; pacing to %.0f requests/h",
+                    new * 3600,
+                )
                 self.rate = new
                 self.capacity = 1.0
                 self.tokens = min(self.tokens, 1.0)
@@ -88,7 +91,7 @@ class TokenBucket:
 class Runtime:
     """What every stream shares: api_url, authenticator, session, pacer and counters."""
 
-    def __init__(self, config: Mapping[str, t.Any], authenticator: t.Any, user_agent: str) -> None:  # noqa: ANN401
+    def __init__(self, config: Mapping[str, t.Any], authenticator: t.Any, user_agent: str) -> None:
         self.config = config
         self.api_url = str(config.get("api_url") or "https://api.bitbucket.org/2.0").rstrip("/")
         parts = urlsplit(self.api_url)
@@ -181,7 +184,7 @@ class Runtime:
             logger=None,
         )(func)
 
-        def call(*args: t.Any, **kwargs: t.Any) -> T:  # noqa: ANN401
+        def call(*args: t.Any, **kwargs: t.Any) -> T:
             local.tries, local.fault_tries, local.waited = 0, 0, 0.0
             return decorated(*args, **kwargs)
 

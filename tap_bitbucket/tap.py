@@ -12,12 +12,12 @@ import typing as t
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_bitbucket import auth
 from tap_bitbucket.client import parse_timestamp
 from tap_bitbucket.errors import ConfigError, TapBitbucketError
+from tap_bitbucket.output import TapWriter, ThrottledStateWriter
 from tap_bitbucket.redact import install_redaction
 from tap_bitbucket.runtime import Runtime
 from tap_bitbucket.streams import STREAM_TYPES
@@ -125,6 +125,15 @@ SETTINGS = th.PropertiesList(
         description="Seconds to wait for Bitbucket to answer one request.",
     ),
     th.Property(
+        "state_interval_seconds",
+        th.NumberType,
+        default=1.0,
+        description=(
+            "Shortest time between two STATE messages (the final state is always written). "
+            "Lower means finer resume points, higher means less output."
+        ),
+    ),
+    th.Property(
         "max_workers",
         th.IntegerType,
         default=4,
@@ -158,14 +167,20 @@ class TapBitbucket(Tap):
     name = "tap-bitbucket"
     package_name = "tap-bitbucket"
     config_jsonschema = SETTINGS.to_dict()
-    message_writer_class = MsgSpecWriter
+    message_writer_class = TapWriter
 
     _runtime: Runtime | None = None
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         install_redaction(self._secret_values)
         logging.getLogger("singer_sdk").addFilter(_drop_unsorted_warning)
+        interval = float(self.config.get("state_interval_seconds", 1.0))
+        self._throttled_state = ThrottledStateWriter(self.message_writer, interval)
+
+    @property
+    def state_writer(self) -> ThrottledStateWriter:
+        return self._throttled_state
 
     # -- config ----------------------------------------------------------------------
 
@@ -191,8 +206,14 @@ class TapBitbucket(Tap):
                 ) from None
         for key in ("repositories", "exclude_repositories"):
             for pattern in config.get(key) or []:
-                if "/" not in pattern or not pattern.split("/", 1)[0] or not pattern.split("/", 1)[1]:
-                    raise ConfigError(key, f"'{pattern}' must look like 'workspace/repo' (globs allowed)")
+                if (
+                    "/" not in pattern
+                    or not pattern.split("/", 1)[0]
+                    or not pattern.split("/", 1)[1]
+                ):
+                    raise ConfigError(
+                        key, f"'{pattern}' must look like 'workspace/repo' (globs allowed)"
+                    )
                 if pattern.count("[") != pattern.count("]"):
                     raise ConfigError(key, f"'{pattern}' has an unbalanced '['")
         shard_count = int(config.get("shard_count") or 1)
@@ -248,7 +269,7 @@ class TapBitbucket(Tap):
         command = super().get_singer_command()
         original_invoke = click.Command.invoke
 
-        def invoke(ctx: click.Context) -> t.Any:  # noqa: ANN401
+        def invoke(ctx: click.Context) -> t.Any:
             logging.captureWarnings(capture=True)
             sys.excepthook = _excepthook
             try:
@@ -257,7 +278,7 @@ class TapBitbucket(Tap):
                 _report(_config_error_from_schema(exc))
             except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+            except Exception as exc:
                 _report(exc)
             return None
 
@@ -281,7 +302,7 @@ class TapBitbucket(Tap):
             raise
         except ConfigValidationError as exc:
             _report(_config_error_from_schema(exc))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        except Exception as exc:
             _report(exc)
 
     def check_connection(self) -> None:
@@ -295,7 +316,10 @@ class TapBitbucket(Tap):
         self.runtime.authenticator.prepare()
         try:
             super().sync_all()
+            self._throttled_state.flush()
         finally:
+            if isinstance(self.message_writer, TapWriter):
+                self.message_writer.close()
             self.runtime.log_request_totals()
 
 
@@ -319,7 +343,7 @@ def _config_error_from_schema(exc: ConfigValidationError) -> ConfigError:
     return ConfigError(setting, first)
 
 
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: t.Any) -> None:  # noqa: ANN401
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: t.Any) -> None:
     """Failures raised outside `invoke` (e.g. in `--test`): same one-line report."""
     if issubclass(exc_type, KeyboardInterrupt):
         sys.__excepthook__(exc_type, exc, tb)

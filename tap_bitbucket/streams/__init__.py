@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tap_bitbucket.streams.commits import BranchesStream, CommitsStream, CommitStatusesStream, TagsStream
+from tap_bitbucket.streams.commits import (
+    BranchesStream,
+    CommitsStream,
+    CommitStatusesStream,
+    TagsStream,
+)
 from tap_bitbucket.streams.pipelines import PipelinesStream, PipelineStepsStream
 from tap_bitbucket.streams.pull_requests import (
     PullRequestActivityStream,
@@ -15,8 +20,8 @@ from tap_bitbucket.streams.pull_requests import (
 from tap_bitbucket.streams.repository import (
     BranchRestrictionsStream,
     DefaultReviewersStream,
-    DeploymentsStream,
     DeployKeysStream,
+    DeploymentsStream,
     DownloadsStream,
     EnvironmentsStream,
     RepositoriesStream,

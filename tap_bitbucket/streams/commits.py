@@ -54,7 +54,9 @@ class CommitsStream(IncrementalMixin, RepoChildStream):
     def get_new_paginator(self) -> BitbucketPaginator:
         context = self.context
         mark = self.bookmark(dict(context) if context else None)
-        return BitbucketPaginator(self.runtime.origin, stop_after_page=newest_first_stop("date", mark))
+        return BitbucketPaginator(
+            self.runtime.origin, stop_after_page=newest_first_stop("date", mark)
+        )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         mark = self.bookmark(context)
@@ -66,7 +68,7 @@ class CommitsStream(IncrementalMixin, RepoChildStream):
         return self.records_then_promote(rows, context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
-        assert context is not None  # noqa: S101
+        assert context is not None
         return {**_repo_keys(context), "commit_hash": record["hash"]}
 
 
@@ -80,7 +82,7 @@ class CommitStatusesStream(RepoChildStream):
     path = "/repositories/{workspace_slug}/{repo_slug}/commit/{commit_hash}/statuses"
     primary_keys = ("repo_uuid", "commit_hash", "key")
     parent_stream_type = CommitsStream
-    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]  # type: ignore[misc]
+    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     selected_by_default = False
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "commit_hash")
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}

@@ -7,7 +7,13 @@ from datetime import datetime
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import BitbucketPaginator, RepoStream, format_timestamp, parse_timestamp, response_json
+from tap_bitbucket.client import (
+    BitbucketPaginator,
+    RepoStream,
+    format_timestamp,
+    parse_timestamp,
+    response_json,
+)
 from tap_bitbucket.streams.base import IncrementalMixin
 from tap_bitbucket.streams.repository import RepositoriesStream
 
@@ -92,7 +98,7 @@ class PipelinesStream(IncrementalMixin, RepoStream):
         self.promote_partition(context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
-        assert context is not None  # noqa: S101
+        assert context is not None
         return {
             "workspace_slug": context["workspace_slug"],
             "repo_slug": context["repo_slug"],
@@ -113,7 +119,7 @@ class PipelineStepsStream(RepoStream):
     primary_keys = ("uuid",)
     replication_key = None
     parent_stream_type = PipelinesStream
-    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]  # type: ignore[misc]
+    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "pipeline_uuid")
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
 

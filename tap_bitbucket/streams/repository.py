@@ -88,8 +88,8 @@ class RepositoriesStream(BitbucketStream):
 
 
 class RepoChildStream(RepoStream):
-    parent_stream_type = RepositoriesStream
-    replication_key = None
+    parent_stream_type: type[BitbucketStream] | None = RepositoriesStream
+    replication_key: str | None = None
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
 
 

@@ -115,7 +115,7 @@ class ProjectsStream(IncrementalMixin, WorkspaceChildStream):
     def _children_selected(self) -> bool:
         return any(c.selected or c.has_selected_descendents for c in self.child_streams)
 
-    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:  # noqa: ANN401
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
         params = super().get_url_params(context, next_page_token)
         since = self.q_since(context)
         if since and not self._children_selected():
@@ -138,7 +138,7 @@ class ProjectsStream(IncrementalMixin, WorkspaceChildStream):
                 child.sync(context=child_context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
-        assert context is not None  # noqa: S101 - projects always run per workspace
+        assert context is not None
         return {
             "workspace_slug": context["workspace_slug"],
             "project_key": record["key"],
@@ -194,7 +194,7 @@ class ProjectDefaultReviewersStream(ProjectChildStream):
         return row
 
 
-def _after(value: str | None, mark: t.Any) -> bool:  # noqa: ANN401
+def _after(value: str | None, mark: t.Any) -> bool:
     from tap_bitbucket.client import parse_timestamp  # noqa: PLC0415
 
     return bool(value) and parse_timestamp(str(value)) > mark
@@ -209,7 +209,11 @@ def check_credentials(tap: TapBitbucket) -> None:
     runtime = tap.runtime
     runtime.authenticator.prepare()
     slugs = list(tap.config.get("workspaces") or [])
-    url = f"{runtime.api_url}/workspaces/{slugs[0]}" if slugs else f"{runtime.api_url}/user/workspaces?pagelen=10"
+    url = (
+        f"{runtime.api_url}/workspaces/{slugs[0]}"
+        if slugs
+        else f"{runtime.api_url}/user/workspaces?pagelen=10"
+    )
     prepared = requests.Request("GET", url, headers={"Accept": "application/json"}).prepare()
     authed = runtime.authenticator(prepared)
     try:
@@ -224,6 +228,6 @@ def check_credentials(tap: TapBitbucket) -> None:
         )
         raise AuthError(msg)
     if response.status_code >= 400:
-        path = url.split("?")[0].removeprefix(runtime.api_url)
+        path = url.split("?", maxsplit=1)[0].removeprefix(runtime.api_url)
         msg = f"GET {path} answered HTTP {response.status_code}: {error_message(response)}."
         raise AuthError(msg)

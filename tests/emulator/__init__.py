@@ -1,0 +1,162 @@
+"""Bitbucket Cloud emulator: a real threaded HTTP server with Bitbucket's quirks.
+
+Public API (see README.md in this folder)::
+
+    from tests.emulator import Emulator, EmulatorConfig, FaultRule
+
+    with Emulator(EmulatorConfig(seed=1, scale=1)) as emu:
+        emu.api_url, emu.oauth_url, emu.base_url, emu.dataset, emu.credentials
+        emu.request_log, emu.request_counts(), emu.reset_log()
+        emu.mutate(), emu.add_fault(FaultRule("503", at=[3])), emu.clear_faults()
+        emu.revoke_token(token), emu.delete_repository("acme/api"), emu.configure(...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .data import Dataset
+from .faults import FAULT_KINDS, FaultRule
+from .oauth import Credentials, make_credentials
+from .server import ROUTES, ApiServer, RequestLogEntry, Route
+
+__all__ = [
+    "FAULT_KINDS",
+    "ROUTES",
+    "Credentials",
+    "Emulator",
+    "EmulatorConfig",
+    "FaultRule",
+    "RequestLogEntry",
+    "Route",
+]
+
+DEFAULT_CALLBACK_URL = "http://localhost:33333"
+
+
+@dataclass
+class EmulatorConfig:
+    seed: int = 1
+    scale: int = 1
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    latency_ms: float = 0  # added to every API (/2.0) request
+    rate_limit: int | None = None  # requests per window per credential; None = unlimited
+    rate_limit_window_s: float = 3600
+    rate_limit_retry_after: float | None = None  # Retry-After on 429; None = no header
+    token_lifetime_s: float = 3600  # OAuth access tokens
+    faults: list[FaultRule] = field(default_factory=list)
+    fault_seed: int = 0
+    callback_url: str = DEFAULT_CALLBACK_URL  # the OAuth consumer's registered callback
+
+
+class Emulator:
+    """A running (after `start()`) Bitbucket Cloud emulator on 127.0.0.1."""
+
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, dataset: Any = None, **overrides: Any
+    ) -> None:
+        config = dataclasses.replace(config or EmulatorConfig(), **overrides)
+        config.faults = list(config.faults)
+        self.config = config
+        if dataset is None:
+            dataset = Dataset(config.seed, config.scale)
+        self.dataset = dataset
+        user = getattr(dataset, "user", None) or {}
+        credentials = make_credentials(
+            config.seed,
+            email=dataset.email,
+            nickname=str(user.get("nickname", "")),
+            callback_url=config.callback_url,
+        )
+        self._server = ApiServer(config, dataset, credentials)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> Emulator:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- addresses
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url
+
+    @property
+    def api_url(self) -> str:
+        return self._server.base_url + "/2.0"
+
+    @property
+    def oauth_url(self) -> str:
+        return self._server.base_url + "/site/oauth2"
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._server.credentials
+
+    # ---------------------------------------------------------------- request log
+    @property
+    def request_log(self) -> list[RequestLogEntry]:
+        return self._server.request_log()
+
+    def request_counts(self) -> dict[str, int]:
+        return self._server.request_counts()
+
+    def reset_log(self) -> None:
+        self._server.reset_log()
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Tracebacks of requests the emulator failed on (answered 500); should stay empty."""
+        return list(self._server.internal_errors)
+
+    # ---------------------------------------------------------------- data and faults
+    def mutate(self) -> Any:
+        return self.dataset.mutate()
+
+    def delete_repository(self, full_name: str) -> None:
+        self.dataset.delete_repository(full_name)
+
+    def add_fault(self, rule: FaultRule | dict[str, Any]) -> FaultRule:
+        return self._server.faults.add(rule)
+
+    def clear_faults(self) -> None:
+        self._server.faults.clear()
+
+    @property
+    def faults(self) -> list[FaultRule]:
+        return self._server.faults.rules
+
+    def revoke_token(self, token: str) -> bool:
+        """Invalidate an OAuth access/refresh token, the access token or the API token."""
+        return self._server.revoke_token(token)
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change latency_ms, rate_limit, rate_limit_window_s, rate_limit_retry_after,
+        token_lifetime_s, callback_url or fault_seed at run time."""
+        return self._server.apply_config(changes)
+
+    def issue_oauth_tokens(self) -> dict[str, Any]:
+        """An OAuth token response (with refresh token) without the browser round trip."""
+        return self._server.oauth.issue_tokens()
+
+    def credentials_document(self) -> dict[str, Any]:
+        """{"api_url", "oauth_url", "base_url", "credentials": {...}} (for --write-credentials)."""
+        return self._server.credentials_dict()
+
+    def __repr__(self) -> str:
+        return f"Emulator({self.base_url or 'not started'}, seed={self.config.seed})"
