@@ -355,9 +355,9 @@ def newest_first_stop(
 ) -> Callable[[requests.Response], bool]:
     """A stop rule for newest-first scans that ignore `q` (commits, pipelines, activity).
 
-    Stop after a page whose every dated item is older than ``bound``: in topological or
-    creation order newer items come first, and a whole page past the bound means the
-    rest is older still (notes §8.15).
+    Stop after a page whose every dated item is at or before ``bound`` (items there were
+    emitted by an earlier run): in topological or creation order newer items come
+    first, and a whole page past the bound means the rest is older still (notes §8.15).
     """
     getter = (lambda row: row.get(field)) if isinstance(field, str) else field
 
@@ -367,7 +367,7 @@ def newest_first_stop(
         values = response_json(response).get("values") or []
         dates = [getter(v) for v in values]
         dated = [d for d in dates if d]
-        return bool(dated) and all(parse_timestamp(d) < bound for d in dated)
+        return bool(dated) and all(parse_timestamp(d) <= bound for d in dated)
 
     return stop
 

@@ -119,10 +119,14 @@ class RepoFanOut:
             writer = BufferWriter()
             tap = type(main)(
                 config=dict(main.config),
-                catalog=main.catalog_dict,
+                catalog=main.input_catalog or main.catalog,
                 validate_config=False,
+                setup_mapper=False,
                 message_writer=writer,
             )
+            # Stream maps are pure transforms: one mapper serves every thread, and
+            # building one per worker cost ~0.5 s of deep copies each.
+            tap.mapper = main.mapper
             tap.share_runtime(main)
             found = self._local.worker = (tap, writer)
         return t.cast("tuple[TapBitbucket, BufferWriter]", found)

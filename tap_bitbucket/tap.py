@@ -16,6 +16,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_bitbucket import auth
 from tap_bitbucket.client import parse_timestamp
+from tap_bitbucket.concurrency import RepoFanOut
 from tap_bitbucket.errors import ConfigError, TapBitbucketError
 from tap_bitbucket.output import TapWriter, ThrottledStateWriter
 from tap_bitbucket.redact import install_redaction
@@ -236,6 +237,14 @@ class TapBitbucket(Tap):
             self._runtime = Runtime(self.config, authenticator, agent)
         return self._runtime
 
+    _fanout: RepoFanOut | None = None
+
+    def fanout(self, parent_name: str, workers: int) -> RepoFanOut:
+        """The one worker pool of this sync (its threads keep their worker taps)."""
+        if self._fanout is None:
+            self._fanout = RepoFanOut(self, parent_name, workers)
+        return self._fanout
+
     def share_runtime(self, other: TapBitbucket) -> None:
         """Use another tap's runtime: one authenticator, pacer and counter per process."""
         self._runtime = other.runtime
@@ -318,6 +327,8 @@ class TapBitbucket(Tap):
             super().sync_all()
             self._throttled_state.flush()
         finally:
+            if self._fanout is not None:
+                self._fanout.close()
             if isinstance(self.message_writer, TapWriter):
                 self.message_writer.close()
             self.runtime.log_request_totals()

@@ -8,12 +8,12 @@ import typing as t
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.client import BitbucketStream, RepoStream
-from tap_bitbucket.concurrency import RepoFanOut
 from tap_bitbucket.streams.workspace import WorkspacesStream
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from tap_bitbucket.concurrency import RepoFanOut
     from tap_bitbucket.tap import TapBitbucket
 
 # Repositories whose children run at once. Bitbucket's budget (1,000 requests/h per
@@ -47,7 +47,7 @@ class RepositoriesStream(BitbucketStream):
     parent_stream_type = WorkspacesStream
     context_keys = ("workspace_slug", "workspace_uuid")
 
-    _fanout: RepoFanOut | None = None
+    _fanout: RepoFanOut | None = None  # set while this stream reads one workspace
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         tap = t.cast("TapBitbucket", self._tap)
@@ -62,11 +62,10 @@ class RepositoriesStream(BitbucketStream):
         if workers <= 1 or not children or self.ABORT_AT_RECORD_COUNT is not None:
             yield from rows
             return
-        self._fanout = RepoFanOut(tap, self.name, workers)
+        self._fanout = tap.fanout(self.name, workers)
         try:
             yield from self._fanout.read_ahead(rows, lambda r: self.get_child_context(r, context))
         finally:
-            self._fanout.close()
             self._fanout = None
 
     def generate_child_contexts(
