@@ -42,9 +42,6 @@ if t.TYPE_CHECKING:
 
 LOGGER = logging.getLogger("tap_bitbucket")
 
-# Pipelines send 9-digit fractions ("...36.611482242Z", notes §6); many targets and
-# Python < 3.11 cannot parse them. Cut to microseconds and keep the offset.
-_NANO_TS = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+(Z|[+-]\d\d:?\d\d)?")
 
 
 class SkipPartition(Exception):
@@ -75,27 +72,27 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
-def clean(value: t.Any) -> t.Any:
-    """Strip NUL bytes from text and normalise nanosecond timestamps, recursively.
+# Both are fixed on the raw body, before parsing: two C-speed regex passes instead of a
+# recursive walk over every record (which took a sixth of a full sync's CPU).
+# A JSON "\u0000" escape preceded by an even number of backslashes is a NUL character.
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_JSON_NANO_TS = re.compile(rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+(Z|[+-]\d\d:?\d\d)?"')
 
-    Postgres rejects NUL in text columns and several targets reject 9-digit fractions.
+
+def clean_body(raw: bytes) -> bytes:
+    """Strip NUL characters from JSON strings and cut sub-microsecond fractions.
+
+    Postgres rejects NUL in text columns, and several targets (and Python < 3.11)
+    reject 9-digit fractions such as pipelines' "2024-05-21T01:50:36.611482242Z".
     """
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "")
-        if len(value) > 26 and value[4:5] == "-" and value[10:11] == "T":
-            value = _NANO_TS.sub(_fix_fraction, value)
-        return value
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    return value
+    if b"\\u0000" in raw:
+        raw = _JSON_NUL.sub(rb"\1", raw)
+    return _JSON_NANO_TS.sub(_fix_fraction, raw)
 
 
-def _fix_fraction(match: re.Match[str]) -> str:
-    offset = match.group(2) or ""
-    return match.group(1) + ("+00:00" if offset == "Z" else offset)
+def _fix_fraction(match: re.Match[bytes]) -> bytes:
+    offset = match.group(2) or b""
+    return b'"' + match.group(1) + (b"+00:00" if offset == b"Z" else offset) + b'"'
 
 
 class BitbucketPaginator(BaseAPIPaginator[str | None]):
@@ -167,7 +164,7 @@ def response_json(response: requests.Response) -> dict[str, t.Any]:
 
 def _decode(response: requests.Response) -> dict[str, t.Any]:
     try:
-        body = json.loads(response.content)
+        body = json.loads(clean_body(response.content))
     except ValueError as exc:
         # A truncated or garbled body is a transient fault: retried by the backoff policy.
         msg = f"invalid JSON from {urlsplit(response.url).path}: {exc}"
@@ -208,7 +205,7 @@ class BitbucketStream(RESTStream[str | None]):
     #: Schema file name under tap_bitbucket/schemas (defaults to the stream name).
     schema_name: str | None = None
 
-    # `clean()` already strips NUL bytes and normalises timestamps at every depth, so
+    # `clean_body()` already strips NUL bytes and normalises timestamps at every depth, so
     # the SDK's recursive conformance pass would only re-walk each record (it took most
     # of the per-record CPU in the speed issue's measurement). Top-level conformance
     # still drops undeclared top-level keys and coerces top-level types.
@@ -319,7 +316,6 @@ class BitbucketStream(RESTStream[str | None]):
     def post_process(
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
-        row = clean(row)
         if context:
             for key in self.context_keys:
                 if key in context and key not in row:

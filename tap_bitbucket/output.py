@@ -52,7 +52,18 @@ class TapWriter(MsgSpecWriter):
         key = id(message.schema)
         line = self._schema_bytes.get(key)
         if line is None:
-            line = bytes(super().serialize_message(message))
+            # Serialised straight from the schema dict: the SDK's `to_dict()` is a
+            # recursive dataclasses.asdict() deep copy of the whole schema.
+            body: dict[str, t.Any] = {
+                "type": "SCHEMA",
+                "stream": message.stream,
+                "schema": message.schema,
+            }
+            if message.key_properties is not None:
+                body["key_properties"] = list(message.key_properties)
+            if message.bookmark_properties:
+                body["bookmark_properties"] = message.bookmark_properties
+            line = bytes(serialize_jsonl(body))
             self._schema_bytes[key] = line
         return line
 

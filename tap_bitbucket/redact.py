@@ -76,6 +76,7 @@ class _Redactor:
         self._key: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
         self._busy = threading.local()
+        self._collected: tuple[str, ...] | None = None
 
     def add_getter(self, getter: Callable[[], Iterable[str]]) -> None:
         with self._lock:
@@ -92,7 +93,13 @@ class _Redactor:
                 collected.extend(getter())
             except Exception:  # noqa: S112 - a broken getter must never break logging
                 continue
+        # Every log record asks; the secrets rarely change (an OAuth refresh), so the
+        # URL-encoded variants are recomputed only when the raw values differ.
+        raw = tuple(collected)
+        if raw == self._collected:
+            return self._pattern
         key = _variants(collected)
+        self._collected = raw
         if key != self._key:
             with self._lock:
                 if key != self._key:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import io
+import json
 import logging
 import os
+import re
 import sys
 import traceback
 import typing as t
@@ -217,13 +220,14 @@ class TapBitbucket(Tap):
                     )
                 if pattern.count("[") != pattern.count("]"):
                     raise ConfigError(key, f"'{pattern}' has an unbalanced '['")
-        shard_count = int(config.get("shard_count") or 1)
-        shard_index = int(config.get("shard_index") or 0)
+        # `or default` would turn an explicit 0 into the default: test for None instead.
+        shard_count = _int_setting(config, "shard_count", 1)
+        shard_index = _int_setting(config, "shard_index", 0)
         if shard_count < 1:
             raise ConfigError("shard_count", "must be 1 or more")
         if not 0 <= shard_index < shard_count:
             raise ConfigError("shard_index", f"must be between 0 and {shard_count - 1}")
-        if int(config.get("max_workers") or 1) < 1:
+        if _int_setting(config, "max_workers", 1) < 1:
             raise ConfigError("max_workers", "must be 1 or more")
         rph = config.get("requests_per_hour")
         if rph is not None and float(rph) <= 0:
@@ -277,6 +281,11 @@ class TapBitbucket(Tap):
     def get_singer_command(cls) -> click.Command:
         command = super().get_singer_command()
         original_invoke = click.Command.invoke
+        for param in command.params:
+            # click.File would answer an unreadable file with a multi-line usage error;
+            # `invoke` reads these files itself and reports one line instead.
+            if param.name in ("state", "catalog"):
+                param.type = click.STRING
 
         def invoke(ctx: click.Context) -> t.Any:
             logging.captureWarnings(capture=True)
@@ -293,6 +302,30 @@ class TapBitbucket(Tap):
 
         command.invoke = invoke  # type: ignore[method-assign]
         return command
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """`--config`: a missing or malformed file is one line, not a traceback."""
+        try:
+            return super().cb_config(ctx, param, value)
+        except Exception as exc:  # any failure to read the file is the same error
+            error = ConfigError("config", f"cannot read the config file: {_file_problem(exc)}")
+            error.__cause__ = exc
+            _report(error)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        state: t.Any = None,
+        catalog: t.Any = None,
+        **kwargs: t.Any,
+    ) -> None:
+        super().invoke(
+            state=_json_file("state", state),
+            catalog=_json_file("catalog", catalog),
+            **kwargs,
+        )
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -314,6 +347,44 @@ class TapBitbucket(Tap):
         except Exception as exc:
             _report(exc)
 
+    def check_scope(self) -> None:
+        """What only the API can tell, checked before any record is written.
+
+        Every configured workspace must exist (GET /workspaces/{slug}) and every include
+        glob of ``repositories`` must match at least one repository of the workspaces it
+        names (one listing per such workspace). Both go through the streams' own request
+        path: pacer, retries, 401 refresh. Raises ConfigError.
+        """
+        slugs = [str(s) for s in self.config.get("workspaces") or []]
+        include = [str(p) for p in self.config.get("repositories") or []]
+        if not slugs and not include:
+            return
+        from tap_bitbucket.streams.workspace import WorkspacesStream  # noqa: PLC0415
+
+        workspaces = t.cast("WorkspacesStream", self.streams["workspaces"])
+        for slug in slugs:
+            workspaces._get_workspace(slug)  # ConfigError when missing or not visible
+        if not include:
+            return
+        if not slugs:
+            slugs = [str(w.get("slug")) for w in workspaces.get_records(None)]
+        repositories = self.streams["repositories"]
+        names: list[str] = []
+        for slug in slugs:
+            if any(fnmatch.fnmatchcase(slug.lower(), p.split("/", 1)[0].lower()) for p in include):
+                context = {"workspace_slug": slug}
+                names += [
+                    str(r.get("full_name")).lower() for r in repositories.request_records(context)
+                ]
+        for pattern in include:
+            if not any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names):
+                raise ConfigError(
+                    "repositories",
+                    f"'{pattern}' matches no repository of the workspaces "
+                    f"{', '.join(slugs) or '(none visible)'}; check the glob (it matches "
+                    "'workspace/repo' full names) and the credential's access",
+                )
+
     def check_connection(self) -> None:
         self.validate_settings()
         from tap_bitbucket.streams.workspace import check_credentials  # noqa: PLC0415
@@ -323,6 +394,7 @@ class TapBitbucket(Tap):
     def sync_all(self) -> None:  # type: ignore[misc]
         self.validate_settings()
         self.runtime.authenticator.prepare()
+        self.check_scope()
         try:
             super().sync_all()
             self._throttled_state.flush()
@@ -346,12 +418,55 @@ def _drop_unsorted_warning(record: logging.LogRecord) -> bool:
 def _config_error_from_schema(exc: ConfigValidationError) -> ConfigError:
     errors = list(exc.errors) or [str(exc)]
     first = str(errors[0])
-    setting = "config"
-    for token in first.replace("[", " ").replace("]", " ").replace("'", " ").split():
-        if token in SETTINGS.to_dict()["properties"]:
-            setting = token
-            break
-    return ConfigError(setting, first)
+    known = SETTINGS.to_dict()["properties"]
+    # The SDK ends each message with the path, e.g. "... in config['auth_scheme']"; the
+    # message itself may quote other setting names (an enum of schemes), so trust the path.
+    path = re.search(r"config\[['\"]([^'\"]+)['\"]\]", first)
+    setting = path.group(1) if path and path.group(1) in known else "config"
+    if setting == "config":
+        for token in first.replace("[", " ").replace("]", " ").replace("'", " ").split():
+            if token in known:
+                setting = token
+                break
+    error = ConfigError(setting, first)
+    error.__cause__ = exc  # the traceback shown with debug logging
+    return error
+
+
+def _int_setting(config: t.Mapping[str, t.Any], name: str, default: int) -> int:
+    value = config.get(name)
+    return default if value is None else int(value)
+
+
+def _file_problem(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": ")
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _json_file(option: str, path: str | None) -> t.Any:
+    """Read the --state/--catalog file; one-line ConfigError when it cannot be used.
+
+    Returns a file-like object (what the SDK's invoke expects), or None.
+    """
+    if path is None:
+        return None
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        error = ConfigError(option, f"cannot read the {option} file {path}: {_file_problem(exc)}")
+        raise error from exc
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigError(option, f"the {option} file {path} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(option, f"the {option} file {path} must hold a JSON object")
+    return io.StringIO(text)
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: t.Any) -> None:
@@ -377,7 +492,7 @@ def _report(exc: BaseException) -> t.NoReturn:
         line = str(exc)
     else:
         detail = str(exc).splitlines()[0] if str(exc) else exc_type.__name__
-        line = f"{exc_type.__name__}: {detail} (run with --log-level=debug for a traceback)"
+        line = f"{exc_type.__name__}: {detail} (set TAP_BITBUCKET_LOGLEVEL=debug for a traceback)"
     from tap_bitbucket.redact import redact_current  # noqa: PLC0415
 
     sys.stderr.write(f"tap-bitbucket: error: {redact_current(line)}\n")

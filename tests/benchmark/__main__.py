@@ -69,7 +69,11 @@ def run_tap(
         started = time.perf_counter()
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT)
-            _, status, usage = os.wait4(proc.pid, 0)
+            peak_kib = 0
+            while proc.poll() is None:
+                peak_kib = max(peak_kib, _high_water_kib(proc.pid))
+                time.sleep(0.02)
+            status = proc.returncode
         wall = time.perf_counter() - started
         if status != 0:
             tail = err_path.read_text(errors="replace").splitlines()[-5:]
@@ -86,9 +90,24 @@ def run_tap(
         "records": records,
         "state": last_state,
         "wall_s": wall,
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": peak_kib / 1024,
     }
+
+
+def _high_water_kib(pid: int) -> int:
+    """VmHWM: the process's peak RSS since exec.
+
+    Not ru_maxrss from wait4: that counts the pages the child shared with this process
+    between fork and exec, and this process holds the emulator's whole dataset.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 RAW_CLIENT = r"""
