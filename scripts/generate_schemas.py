@@ -13,11 +13,18 @@ stream table (``STREAMS``) is below. The output is deterministic: sorted keys, 2
 Rules applied to every schema:
 
 * ``$ref`` is resolved and ``allOf`` flattened. Recursion is cut by ``MAX_SAME_SCHEMA`` and
-  ``MAX_NESTING`` (see there): past them a property becomes a permissive
-  ``{"type": ["object", "null"]}``. Live nested resources are short forms anyway.
+  ``MAX_NESTING`` (see there): past them a property becomes an open stand-in
+  (``additionalProperties: true``) that declares the overlay's ``short_forms`` paths for that
+  schema (a repository's uuid, full_name, name, links...), or nothing. Live nested resources
+  are such short forms anyway.
+* Every object node, array items included, has ``properties`` (possibly ``{}``): the SDK's
+  recursive type conformance reads ``schema["properties"]`` of every object it meets. An
+  object that declares no property is explicitly open (``additionalProperties: true``).
 * Polymorphic bases listed in the overlay (``account`` -> user/team/app_user, pipeline states,
   targets, ...) get the properties of all their subtypes, so a property typed as the base keeps
   the subtype fields instead of having the SDK drop them.
+* Overlay nodes may say ``"x-open": true`` (declared properties, other keys pass through) and
+  ``"x-description"`` (kept as the description, e.g. for deprecated fields).
 * Every property and array item is nullable. ``required`` only lists the stream's primary keys.
 * ``format: date-time`` is kept from the spec and added to every known timestamp name; other
   formats are dropped, as are ``enum`` (values move to a short description), ``pattern``,
@@ -25,8 +32,10 @@ Rules applied to every schema:
 * ``additionalProperties: false`` is kept only on plain spec objects that declare it (a link's
   ``{href, name}``, rendered content, inline anchors, ...). Flattened ``allOf`` resources, the
   top level and ``links`` objects (overlay ``open_properties``: live link sets are larger than
-  the spec's) allow extra keys. Either way the Singer SDK drops undeclared keys from records,
-  so live-only fields must be declared (overlay ``extend``) to reach the target.
+  the spec's) allow extra keys. Either way the Singer SDK drops undeclared keys from records
+  (unless ``additionalProperties`` is ``true``), so live-only fields must be declared (overlay
+  ``extend``) to reach the target; tests/test_schema_coverage.py checks this against every
+  object the emulator serves.
 """
 
 from __future__ import annotations
@@ -50,8 +59,8 @@ REF_PREFIX = "#/components/schemas/"
 # resources among them (schemas with a `type` property: repository, commit, branch, pullrequest,
 # comment, ...) nest at most MAX_NESTING deep, the stream's own schema being the first level:
 # pullrequests.source.repository is typed, its parent and mainbranch are permissive. allOf bases
-# are part of the schema that inherits them and count for nothing. Deeper values become
-# {"type": ["object", "null"]}, which the Singer SDK passes through untouched.
+# are part of the schema that inherits them and count for nothing. Deeper values become open
+# stand-ins (_short_form), which the Singer SDK passes through untouched.
 MAX_SAME_SCHEMA = 2
 MAX_NESTING = 2
 
@@ -167,7 +176,7 @@ STREAMS: dict[str, dict[str, Any]] = {
         "primary_keys": ["repo_uuid", "pull_request_id", "id"],
     },
     "pull_request_activity": {
-        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/activity",
+        "endpoint": f"{_R}/pullrequests/activity (all PRs of the repository)",
         "schema": "pullrequest_activity",
         "keys": {
             **_PR,
@@ -305,17 +314,29 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         elif key == "items":
             out["items"] = _merge(out["items"], value)
         elif key == "additionalProperties":
-            out[key] = bool(out[key]) and bool(value)
+            # An open stand-in (True) admits anything, so it wins; else closed wins.
+            out[key] = out[key] is True or value is True or (bool(out[key]) and bool(value))
     return out
 
 
+def _open_object() -> dict[str, Any]:
+    """The permissive stand-in: any object, passed through untouched by SDK and targets."""
+    return {"type": ["object"], "properties": {}, "additionalProperties": True}
+
+
 def _canonical(node: Any) -> Any:
-    """Order type lists canonically (null last) throughout a finished schema."""
+    """Finish a built schema: type lists in canonical order (null last), and every object
+    node with ``properties`` (the SDK's recursive conformance reads it unconditionally);
+    an object that declares none is explicitly open (``additionalProperties: true``)."""
     if isinstance(node, dict):
         out = {key: _canonical(value) for key, value in node.items()}
         if isinstance(out.get("type"), list):
             out["type"] = sorted(out["type"], key=_TYPE_ORDER.index)
-        if out.get("additionalProperties") is not False:
+        is_object = "object" in _types(out) or "properties" in out
+        if is_object and not out.get("properties"):
+            out["properties"] = {}
+            out["additionalProperties"] = True
+        if not is_object or out.get("additionalProperties") not in (True, False):
             out.pop("additionalProperties", None)
         return out
     if isinstance(node, list):
@@ -351,6 +372,11 @@ class SchemaBuilder:
         self.patches: list[dict[str, Any]] = overlay.get("object_patches", [])
         self.timestamps = frozenset(overlay.get("timestamp_properties", []))
         self.open_properties = frozenset(overlay.get("open_properties", []))
+        self.short_forms: dict[str, list[str]] = overlay.get("short_forms", {})
+        for name in self.short_forms:
+            if name not in components:
+                raise ValueError(f"short_forms: unknown schema {name!r}")
+        self._in_short_form = False
         self.bounded = self._bounded_schemas()
         self.levels = frozenset(
             name for name in components if name not in self.bounded and self._has_type(name)
@@ -420,7 +446,7 @@ class SchemaBuilder:
                 depth = len(stack[:1]) + sum(1 for above in stack[1:] if above in self.levels)
                 too_deep = name in self.levels and depth >= MAX_NESTING
                 if too_deep or stack.count(name) >= MAX_SAME_SCHEMA:
-                    return {"type": ["object"]}
+                    return self._short_form(name, stack)
             inner = (*stack, name)
         out = self.build(node, inner)
         if name in self.extend:
@@ -428,6 +454,34 @@ class SchemaBuilder:
         if polymorphic and name in self.polymorphic:
             for sub in self.subtypes[name]:
                 out = _merge(out, self._subtype_fields(sub, name, inner))
+        return out
+
+    def _short_form(self, name: str, stack: tuple[str, ...]) -> dict[str, Any]:
+        """The stand-in for a cut schema: open, declaring the overlay's ``short_forms`` paths
+        (the identity fields Bitbucket nests: a repository's uuid/full_name/name/links...)."""
+        paths = self.short_forms.get(name)
+        if not paths or self._in_short_form:
+            return _open_object()
+        self._in_short_form = True  # cuts inside the full build stay plain stand-ins
+        try:
+            full = self.named(name, (name,), polymorphic=True)
+        finally:
+            self._in_short_form = False
+        out = _open_object()
+        for path in paths:
+            source, target = full, out
+            *parents, leaf = path.split(".")
+            for part in parents:
+                if part not in source.get("properties", {}):
+                    raise ValueError(f"short_forms: {name} has no {path!r}")
+                source = source["properties"][part]
+                # An object listed by some children keeps only those, so it stays open too.
+                target = target["properties"].setdefault(
+                    part, {**source, **_open_object(), "type": source["type"]}
+                )
+            if leaf not in source.get("properties", {}):
+                raise ValueError(f"short_forms: {name} has no {path!r}")
+            target["properties"][leaf] = source["properties"][leaf]
         return out
 
     def _subtype_fields(self, sub: str, base: str, stack: tuple[str, ...]) -> dict[str, Any]:
@@ -487,14 +541,18 @@ class SchemaBuilder:
             out["description"] = "Known values: " + ", ".join(str(v) for v in node["enum"])
         if node.get("additionalProperties") is False and properties:
             out["additionalProperties"] = False
+        if node.get("x-open"):  # overlay only: declared, but other keys pass through too
+            out["additionalProperties"] = True
+        if "x-description" in node:  # overlay only (spec descriptions are dropped)
+            out["description"] = node["x-description"]
         return out
 
     def prop(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
         """Finish a property: nullable, date-time when its name is a known timestamp, and open
         (no ``additionalProperties: false``) when its name is in ``open_properties``."""
         out = _nullable(schema)
-        if name in self.open_properties:
-            out.pop("additionalProperties", None)
+        if name in self.open_properties and out.get("additionalProperties") is False:
+            del out["additionalProperties"]
         if name in self.timestamps and STRING in _types(out):
             out["format"] = DATETIME
         return out
