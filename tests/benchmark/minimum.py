@@ -61,7 +61,9 @@ def minimum_requests(dataset: Dataset, *, incremental_nochange: bool) -> dict[st
     def size(path: str) -> int:
         return len(dataset.collection(path) or [])
 
-    add("workspaces", pages(size("/user/workspaces"), 100))
+    # /user/workspaces items carry only uuid, slug and links (a `workspace_base`), so the
+    # name, dates and flags need GET /workspaces/{slug}: one request per workspace.
+    add("workspaces", pages(size("/user/workspaces"), 100) + len(dataset.workspaces))
     for ws in dataset.workspaces:
         add("workspace_members", pages(size(f"/workspaces/{ws}/members"), 100))
         add("workspace_webhooks", pages(size(f"/workspaces/{ws}/hooks"), 100))
