@@ -286,9 +286,13 @@ class BitbucketStream(RESTStream[str | None]):
         response_json(response)  # decode now, inside the retry policy
 
     @property
-    def timeout(self) -> int:
-        # The SDK's default is 300 s; a stalled socket should fail (and retry) sooner.
-        return int(self.config.get("request_timeout_seconds") or 60)
+    def request_timeout(self) -> float:
+        """Seconds to wait for one answer (the SDK's `timeout` is 300 and an int).
+
+        A stalled socket should fail, and be retried, sooner; a float so that a
+        fractional setting never becomes 0.
+        """
+        return float(self.config.get("request_timeout_seconds") or 60)
 
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         """Retry policy: the runtime decides (tries for faults, a wait ceiling for 429)."""
@@ -321,6 +325,14 @@ class BitbucketStream(RESTStream[str | None]):
                 if key in context and key not in row:
                     row[key] = context[key]
         return self.transform(row, context)
+
+    def sync_children_of(self, child_context: Context, only: tuple[str, ...] = ()) -> None:
+        """Run the selected child streams for a parent record that is not emitted."""
+        for child in self.child_streams:
+            if only and child.name not in only:
+                continue
+            if child.selected or child.has_selected_descendents:
+                child.sync(context=child_context)
 
     #: Context keys copied onto every record (the warehouse join keys).
     context_keys: tuple[str, ...] = ()

@@ -55,8 +55,12 @@ class TokenBucket:
 
     def __init__(self, requests_per_hour: float | None, burst: int = 10) -> None:
         self._lock = threading.Lock()
-        self.rate = (requests_per_hour / 3600.0) if requests_per_hour else None
-        self.capacity = float(max(1, min(burst, int(requests_per_hour or burst))))
+        budget = float(requests_per_hour) if requests_per_hour else None  # config: Decimal
+        self.capacity = max(1.0, min(float(burst), budget / 100)) if budget else float(burst)
+        # The bucket starts full, so a rolling hour sees `capacity` requests on top of the
+        # refill: refill at (budget - capacity) per hour and no hour exceeds the budget
+        # (a burst of at most 1 % of the budget keeps the steady rate within 1 % of it).
+        self.rate = max(budget - self.capacity, budget / 2) / 3600.0 if budget else None
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.waited_s = 0.0
@@ -141,7 +145,7 @@ class Runtime:
             self.requests_by_stream[stream.name] += 1
         response = self.session().send(
             authed,
-            timeout=stream.timeout,
+            timeout=stream.request_timeout,
             allow_redirects=True,
             proxies=self._proxies(authed),
         )

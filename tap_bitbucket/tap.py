@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import fnmatch
 import io
 import json
@@ -177,6 +178,12 @@ class TapBitbucket(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
+        # The SDK reads config files with every fractional number as a Decimal; the tap's
+        # numbers are seconds and rates, and the auth settings accept int and float only
+        # (`oauth_callback_timeout: 0.5` was refused, `backoff_base_seconds: 0.05` ignored).
+        for key, value in list(self._config.items()):
+            if isinstance(value, decimal.Decimal):
+                self._config[key] = float(value)
         install_redaction(self._secret_values)
         logging.getLogger("singer_sdk").addFilter(_drop_unsorted_warning)
         interval = float(self.config.get("state_interval_seconds", 1.0))
@@ -309,12 +316,15 @@ class TapBitbucket(Tap):
         try:
             return super().cb_config(ctx, param, value)
         except Exception as exc:  # any failure to read the file is the same error
-            error = ConfigError("config", f"cannot read the config file: {_file_problem(exc)}")
+            files = ", ".join(str(v) for v in value)
+            error = ConfigError(
+                "config", f"cannot read the config file {files}: {_file_problem(exc)}"
+            )
             error.__cause__ = exc
             _report(error)
 
     @classmethod
-    def invoke(  # type: ignore[override]
+    def invoke(
         cls,
         *,
         state: t.Any = None,
@@ -363,19 +373,22 @@ class TapBitbucket(Tap):
 
         workspaces = t.cast("WorkspacesStream", self.streams["workspaces"])
         for slug in slugs:
-            workspaces._get_workspace(slug)  # ConfigError when missing or not visible
+            workspaces.workspace(slug)  # ConfigError when missing or not visible
         if not include:
             return
-        if not slugs:
-            slugs = [str(w.get("slug")) for w in workspaces.get_records(None)]
-        repositories = self.streams["repositories"]
+        if not slugs:  # every workspace the credential can see (GET /user/workspaces)
+            slugs = [
+                str((a.get("workspace") or {}).get("slug"))
+                for a in workspaces.request_records(None)
+            ]
+        from tap_bitbucket.streams.repository import RepositoriesStream  # noqa: PLC0415
+
+        repositories = t.cast("RepositoriesStream", self.streams["repositories"])
         names: list[str] = []
         for slug in slugs:
             if any(fnmatch.fnmatchcase(slug.lower(), p.split("/", 1)[0].lower()) for p in include):
-                context = {"workspace_slug": slug}
-                names += [
-                    str(r.get("full_name")).lower() for r in repositories.request_records(context)
-                ]
+                rows = repositories.listing({"workspace_slug": slug}, keep=True)
+                names += [str(r.get("full_name")).lower() for r in rows]
         for pattern in include:
             if not any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names):
                 raise ConfigError(
@@ -439,8 +452,8 @@ def _int_setting(config: t.Mapping[str, t.Any], name: str, default: int) -> int:
 
 
 def _file_problem(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

@@ -18,12 +18,23 @@ from tests.emulator import Emulator
 from tests.meltano_helpers import STREAMS
 
 TAP = str(Path(sys.executable).parent / "tap-bitbucket")
-SELECTED = ("repositories", "branches", "pull_requests", "pipelines")
+# Workspace-level tables too: they must come from one shard only (shard 0), or the
+# shards' record sets would overlap.
+SELECTED = (
+    "workspaces",
+    "workspace_members",
+    "projects",
+    "project_user_permissions",
+    "repositories",
+    "branches",
+    "pull_requests",
+    "pipelines",
+)
 
 
 @pytest.fixture(scope="module")
 def shard_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One emulator for the module, and a catalog selecting a few repository-level streams."""
+    """One emulator for the module, and a catalog selecting a few streams of each level."""
     workdir = tmp_path_factory.mktemp("shards")
     with Emulator() as emu:
         base = {

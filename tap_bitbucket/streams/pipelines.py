@@ -22,7 +22,7 @@ if t.TYPE_CHECKING:
 
     import requests
 
-_NO_PIPELINES = "Pipelines is disabled for this repository"
+_NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
 _REDACTED = "<redacted>"
 # A pipeline that had not finished at the last sync is re-read until it finishes.
 RUNNING = "running"

@@ -23,7 +23,7 @@ DEFAULT_WORKERS = 4
 
 _GONE = "the repository no longer exists (deleted during the sync?)"
 _NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
-_NO_PIPELINES = "Pipelines is disabled for this repository"
+_NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
 
 
 def shard_of(repo_uuid: str, shard_count: int) -> int:
@@ -53,7 +53,7 @@ class RepositoriesStream(BitbucketStream):
         tap = t.cast("TapBitbucket", self._tap)
         rows = (
             row
-            for row in self.request_records(context)
+            for row in self.listing(context)
             if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or "")
         )
         workers = int(self.config.get("max_workers") or DEFAULT_WORKERS)
@@ -67,6 +67,25 @@ class RepositoriesStream(BitbucketStream):
             yield from self._fanout.read_ahead(rows, lambda r: self.get_child_context(r, context))
         finally:
             self._fanout = None
+
+    _prefetched: dict[str, list[dict[str, t.Any]]] | None = None
+
+    def listing(self, context: Context | None, *, keep: bool = False) -> Iterable[dict[str, t.Any]]:
+        """The workspace's repositories, listed once per run.
+
+        The up-front scope check (globs that match nothing) reads the list with
+        ``keep=True``; the sync then uses those rows instead of listing again.
+        """
+        slug = str((context or {}).get("workspace_slug"))
+        if self._prefetched and slug in self._prefetched:
+            yield from self._prefetched.pop(slug)
+            return
+        if not keep:
+            yield from self.request_records(context)
+            return
+        rows = list(self.request_records(context))
+        self._prefetched = {**(self._prefetched or {}), slug: rows}
+        yield from rows
 
     def generate_child_contexts(
         self, record: dict[str, t.Any], context: Context | None

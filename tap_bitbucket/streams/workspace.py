@@ -32,15 +32,37 @@ class WorkspacesStream(BitbucketStream):
     replication_key = None
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        slugs = list(self.config.get("workspaces") or [])
-        if not slugs:
-            for access in self.request_records(context):
-                workspace = dict(access.get("workspace") or {})
-                workspace["administrator"] = access.get("administrator")
+        first_shard = int(self.config.get("shard_index") or 0) == 0
+        for workspace in self._workspaces(context):
+            if first_shard:
                 yield workspace
+            else:
+                # Workspace-level tables belong to shard 0, so N shards emit them once;
+                # the other shards only need each workspace to reach its repositories.
+                child_context = self.get_child_context(workspace, context)
+                self.sync_children_of(child_context, only=("repositories",))
+
+    def _workspaces(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        slugs = list(self.config.get("workspaces") or [])
+        if slugs:
+            yield from (self.workspace(slug) for slug in slugs)
             return
-        for slug in slugs:
-            yield self._get_workspace(slug)
+        for access in self.request_records(context):
+            # The list item carries only uuid, slug and links: read the workspace itself
+            # (one request per workspace) so the record has its name, dates and flags.
+            workspace = dict(self.workspace(str((access.get("workspace") or {}).get("slug"))))
+            workspace["administrator"] = access.get("administrator")
+            yield workspace
+
+    _fetched: dict[str, dict[str, t.Any]] | None = None
+
+    def workspace(self, slug: str) -> dict[str, t.Any]:
+        """GET /workspaces/{slug}, once per run (the up-front scope check reads it too)."""
+        if self._fetched is None:
+            self._fetched = {}
+        if slug not in self._fetched:
+            self._fetched[slug] = self._get_workspace(slug)
+        return self._fetched[slug]
 
     def _get_workspace(self, slug: str) -> dict[str, t.Any]:
         url = f"{self.url_base}/workspaces/{slug}"
@@ -131,11 +153,6 @@ class ProjectsStream(IncrementalMixin, WorkspaceChildStream):
             elif self._children_selected():
                 # Unchanged project: not emitted again, but its permissions may have changed.
                 self.sync_children_of(self.get_child_context(row, context))
-
-    def sync_children_of(self, child_context: Context) -> None:
-        for child in self.child_streams:
-            if child.selected or child.has_selected_descendents:
-                child.sync(context=child_context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         assert context is not None
