@@ -96,7 +96,7 @@ class RepoFanOut:
     def _run(self, context: Context) -> RepoResult:
         worker, writer = self._worker()
         with self._state_lock:
-            state = copy.deepcopy(dict(self.tap.state))
+            state = _repo_state(self.tap.state, str(context["repo_uuid"]))
         live = t.cast("dict[str, t.Any]", worker.state)
         live.clear()
         live.update(state)
@@ -130,6 +130,19 @@ class RepoFanOut:
             tap.share_runtime(main)
             found = self._local.worker = (tap, writer)
         return t.cast("tuple[TapBitbucket, BufferWriter]", found)
+
+
+def _repo_state(state: t.Any, repo_uuid: str) -> dict[str, t.Any]:
+    """A copy of the state holding only this repository's partitions.
+
+    A worker touches nothing else, and copying the whole state for every repository
+    would cost time quadratic in the number of repositories.
+    """
+    bookmarks: dict[str, t.Any] = {}
+    for name, stream_state in (state.get("bookmarks") or {}).items():
+        parts = [p for p in stream_state.get("partitions") or [] if _is_repo(p, repo_uuid)]
+        bookmarks[name] = {"partitions": copy.deepcopy(parts)}
+    return {"bookmarks": bookmarks}
 
 
 def _is_repo(partition: dict[str, t.Any], repo_uuid: str) -> bool:
