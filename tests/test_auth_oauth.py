@@ -50,6 +50,23 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def make_emulator(make_emulator: Callable[..., Emulator]) -> Callable[..., Emulator]:
+    """Emulators with strict refresh-token rotation unless a test asks for a grace period.
+
+    These tests pin that the tap never depends on a refresh token it already used (the
+    file always ends with the newest one, processes never burn each other's token).
+    Bitbucket (and the emulator by default) accepts a just-rotated token once more for a
+    short while, which would hide exactly those mistakes, so they run without the grace.
+    """
+
+    def make(**config: Any) -> Emulator:
+        config.setdefault("refresh_grace_s", 0)
+        return make_emulator(**config)
+
+    return make
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -620,19 +637,38 @@ def test_client_credentials_survive_lost_responses(make_emulator: Callable[..., 
     assert [e.fault for e in token_requests(emu)] == ["reset", "truncate", "500", None]
 
 
-@pytest.mark.parametrize("kind", ["reset", "truncate"])
 def test_lost_refresh_response_is_explained(make_emulator: Callable[..., Emulator],
-                                            tmp_path: Path, kind: str) -> None:
-    """The emulator rotates the refresh token, then loses the answer: nothing can recover
-    the new token, so the run ends with one line that says why and what to do."""
+                                            tmp_path: Path) -> None:
+    """Strict rotation: the emulator rotates the refresh token, then loses the answer
+    (truncate): nothing can recover the new token, so the run ends with one line that says
+    why and what to do."""
     emu = make_emulator()
     settings = tmp_path / "lost.json"
     seed_settings(emu, settings, expired=True)
     before = settings.read_bytes()
-    emu.add_fault(FaultRule(kind, path_regex="/access_token", count=1))
+    emu.add_fault(FaultRule("truncate", path_regex="/access_token", count=1))
     config = oauth_config(emu, settings, backoff_base_seconds=0.05)
     _expect_prepare_error(config, "was lost", "tap-bitbucket-oauth login")
     assert settings.read_bytes() == before
+
+
+@pytest.mark.parametrize(("kind", "grace"), [("reset", 0), ("truncate", 30)])
+def test_lost_refresh_response_is_recovered(make_emulator: Callable[..., Emulator],
+                                            tmp_path: Path, kind: str, grace: float) -> None:
+    """A reset on the token endpoint drops the request before the server acts on it, and a
+    truncated answer is retried while Bitbucket still accepts the just-rotated token: the
+    retry refreshes, and the file ends with a refresh token that works."""
+    emu = make_emulator(refresh_grace_s=grace)
+    settings = tmp_path / "lost.json"
+    seed_settings(emu, settings, expired=True)
+    rule = emu.add_fault(FaultRule(kind, path_regex="/access_token", count=1))
+    config = oauth_config(emu, settings, backoff_base_seconds=0.05)
+    authenticator = auth.build_authenticator(config)
+    authenticator.prepare()
+    assert rule.fired == 1
+    assert get_user(emu, authenticator) == (200, 0)
+    assert [e.status for e in token_requests(emu)] == [0 if kind == "reset" else 200, 200]
+    assert refresh_works(emu, settings_tokens(settings).refresh_token or "")
 
 
 # ---------------------------------------------------------------------------- processes

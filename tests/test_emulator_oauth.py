@@ -131,7 +131,8 @@ def test_code_is_single_use(emulator: Emulator):
     assert bogus.json()["error"] == "invalid_grant"
 
 
-def test_refresh_rotates(emulator: Emulator):
+def test_refresh_rotates(make_emulator):
+    emulator = make_emulator(refresh_grace_s=0)  # strict rotation
     first = exchange(emulator)
     refreshed = token(
         emulator, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
@@ -159,7 +160,8 @@ def test_refresh_rotates(emulator: Emulator):
     assert third.status_code == 200
 
 
-def test_concurrent_refresh_exactly_one_wins(emulator: Emulator):
+def test_concurrent_refresh_exactly_one_wins(make_emulator):
+    emulator = make_emulator(refresh_grace_s=0)  # strict rotation
     refresh = exchange(emulator)["refresh_token"]
     results: list[int] = []
     barrier = threading.Barrier(4)
@@ -175,6 +177,45 @@ def test_concurrent_refresh_exactly_one_wins(emulator: Emulator):
     for t in threads:
         t.join()
     assert sorted(results) == [200, 400, 400, 400]
+
+
+def test_rotated_refresh_token_works_once_more_within_the_grace(make_emulator):
+    """Bitbucket: the old refresh token "stops working shortly afterwards" (notes §5)."""
+    emu = make_emulator(refresh_grace_s=0.5)
+    assert emu.config.refresh_grace_s == 0.5
+
+    def refresh(token_value: str) -> requests.Response:
+        return token(emu, {"grant_type": "refresh_token", "refresh_token": token_value})
+
+    first = exchange(emu)
+    rotated = refresh(first["refresh_token"])
+    assert rotated.status_code == 200
+    # within the grace: the old token works once more and yields fresh tokens...
+    retry = refresh(first["refresh_token"])
+    assert retry.status_code == 200
+    assert retry.json()["refresh_token"] not in (first["refresh_token"],
+                                                 rotated.json()["refresh_token"])
+    assert api_get(emu, retry.json()["access_token"]).status_code == 200
+    # ...but only once
+    again = refresh(first["refresh_token"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # after the grace: rejected, even if it was never reused
+    second = refresh(rotated.json()["refresh_token"])
+    assert second.status_code == 200
+    time.sleep(0.6)
+    late = refresh(rotated.json()["refresh_token"])
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+    # a revoked token gets no grace
+    third = refresh(second.json()["refresh_token"])
+    assert third.status_code == 200
+    assert emu.revoke_token(second.json()["refresh_token"]) is True
+    assert refresh(second.json()["refresh_token"]).status_code == 400
+    # the default models Bitbucket; strict rotation (0) is configurable at run time
+    assert make_emulator().config.refresh_grace_s == 30
+    emu.configure(refresh_grace_s=0)
+    fourth = refresh(third.json()["refresh_token"])
+    assert fourth.status_code == 200
+    assert refresh(third.json()["refresh_token"]).status_code == 400
 
 
 def test_client_credentials_has_no_refresh_token(emulator: Emulator):

@@ -47,9 +47,15 @@ class EmulatorConfig:
     rate_limit_window_s: float = 3600
     rate_limit_retry_after: float | None = None  # Retry-After on 429; None = no header
     token_lifetime_s: float = 3600  # OAuth access tokens
+    # A rotated refresh token is accepted once more within this many seconds (Bitbucket:
+    # the old one "stops working shortly afterwards"); 0 = strict rotation.
+    refresh_grace_s: float = 30
     faults: list[FaultRule] = field(default_factory=list)
     fault_seed: int = 0
     callback_url: str = DEFAULT_CALLBACK_URL  # the OAuth consumer's registered callback
+    # Test hooks for the tap's pagination guards (not Bitbucket behaviour):
+    next_host_override: str | None = None  # "scheme://host:port" used in next/previous links
+    next_loop: bool = False  # pages after the first answer a `next` pointing at themselves
 
 
 class Emulator:
@@ -145,14 +151,32 @@ class Emulator:
         """Invalidate an OAuth access/refresh token, the access token or the API token."""
         return self._server.revoke_token(token)
 
+    def spend_rate_limit(self, count: int, credential: str = "access_token") -> int:
+        """Count `count` requests against a credential's rate-limit window as if they had
+        just been made (e.g. to reach `X-RateLimit-NearLimit` without making them).
+        credential: "api_token", "access_token" or "oauth". Returns the use in the window."""
+        creds = self.credentials
+        buckets = {
+            "api_token": f"user:{creds.email.casefold()}",
+            "access_token": f"access_token:{creds.access_token}",
+            "oauth": f"consumer:{creds.oauth_client_id}",
+        }
+        return self._server.rate_limiter.spend(buckets[credential], count)
+
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change latency_ms, rate_limit, rate_limit_window_s, rate_limit_retry_after,
-        token_lifetime_s, callback_url or fault_seed at run time."""
+        token_lifetime_s, refresh_grace_s, callback_url, fault_seed, next_host_override or
+        next_loop at run time."""
         return self._server.apply_config(changes)
 
     def issue_oauth_tokens(self) -> dict[str, Any]:
         """An OAuth token response (with refresh token) without the browser round trip."""
         return self._server.oauth.issue_tokens()
+
+    def issued_oauth_secrets(self) -> list[str]:
+        """Every OAuth authorization code, access token and refresh token issued so far
+        (for tests that check no secret ever reaches an output)."""
+        return self._server.oauth.issued()
 
     def credentials_document(self) -> dict[str, Any]:
         """{"api_url", "oauth_url", "base_url", "credentials": {...}} (for --write-credentials)."""

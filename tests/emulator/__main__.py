@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "--token-lifetime", type=float, default=3600, help="OAuth access token lifetime (s)"
     )
     p.add_argument(
+        "--refresh-grace",
+        type=float,
+        default=30,
+        help="seconds a rotated refresh token is accepted once more (0 = strict rotation)",
+    )
+    p.add_argument(
         "--callback-url",
         default=DEFAULT_CALLBACK_URL,
         help=f"OAuth consumer callback URL (default {DEFAULT_CALLBACK_URL})",
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_window_s=args.rate_limit_window,
         rate_limit_retry_after=args.rate_limit_retry_after,
         token_lifetime_s=args.token_lifetime,
+        refresh_grace_s=args.refresh_grace,
         callback_url=args.callback_url,
         fault_seed=args.fault_seed,
     )

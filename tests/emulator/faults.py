@@ -57,7 +57,8 @@ class FaultRule:
       "error": status `status` (required) with a JSON error envelope (or `body="html"`).
       "429": text/plain `Rate limit for this resource has been exceeded`; `Retry-After`
           only when `retry_after` is set.
-      "reset": the socket is closed (RST) without any response.
+      "reset": the socket is closed (RST) without any response. On the OAuth token endpoint
+          this happens before the grant is processed (nothing is spent or rotated).
       "truncate": the real response is computed, its full Content-Length is sent, but only
           the first half of the body is written before the connection is closed.
       "latency": sleep `latency_ms`, then answer normally.
@@ -234,6 +235,15 @@ class RateLimiter:
                 return False, len(hits)
             hits.append(now)
             return True, len(hits)
+
+    def spend(self, key: str, count: int) -> int:
+        """Count `count` admitted requests for `key` now; returns the use in the window."""
+        now = self._clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            self._expire(hits, now)
+            hits.extend([now] * int(count))
+            return len(hits)
 
     def used(self, key: str) -> int:
         now = self._clock()

@@ -11,13 +11,18 @@ Bitbucket behaviour (docs/bitbucket-api-notes.md section 5):
   `authorization_code` (single-use code, valid CODE_LIFETIME_S), `refresh_token`,
   `client_credentials`. Response: `{"access_token", "token_type": "bearer", "expires_in",
   "refresh_token", "scopes", "state": <grant name>}`; client_credentials has no refresh token.
-* refresh tokens rotate: every refresh returns a new refresh token and the used one is
-  rejected afterwards (`invalid_grant`). Access tokens issued before stay valid until expiry.
+* refresh tokens rotate: every refresh returns a new refresh token and the used one "stops
+  working shortly afterwards" (notes §5): it is accepted ONE more time within
+  `refresh_grace_s` seconds of its rotation (so a client whose refresh answer was lost can
+  retry), and rejected (`invalid_grant`) after that or on a further reuse.
+  `refresh_grace_s=0` is strict rotation (rejected at once). Access tokens issued before
+  stay valid until expiry.
 * errors: `{"error": ..., "error_description": ...}`; 400 for bad codes/refresh tokens/grants,
   401 `invalid_client` for a wrong client id or secret.
 
-All state is guarded by one lock, so concurrent refreshes are safe: exactly one of two
-concurrent refreshes with the same refresh token succeeds.
+All state is guarded by one lock, so concurrent refreshes are safe: with strict rotation
+exactly one of two concurrent refreshes with the same refresh token succeeds (with a grace
+period, at most two do).
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ class OAuthServer:
         credentials: Credentials,
         token_lifetime_s: float,
         clock: Callable[[], float] = time.monotonic,
+        refresh_grace_s: float = 0.0,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
@@ -162,7 +168,11 @@ class OAuthServer:
         self._codes: dict[str, _Code] = {}
         self._access: dict[str, _Access] = {}
         self._refresh: set[str] = set()
+        self.refresh_grace_s = float(refresh_grace_s)
+        # rotated refresh tokens -> until when their one extra use is accepted
+        self._grace: dict[str, float] = {}
         self._revoked: set[str] = set()
+        self._issued: list[str] = []  # every code, access and refresh token ever issued
 
     # ---------------------------------------------------------------- configuration
     def set_callback_url(self, url: str) -> None:
@@ -172,6 +182,10 @@ class OAuthServer:
     def set_token_lifetime(self, seconds: float) -> None:
         with self._lock:
             self.token_lifetime_s = float(seconds)
+
+    def set_refresh_grace(self, seconds: float) -> None:
+        with self._lock:
+            self.refresh_grace_s = float(seconds)
 
     # ---------------------------------------------------------------- token checks
     def check_access_token(self, token: str) -> str:
@@ -186,8 +200,9 @@ class OAuthServer:
     def revoke(self, token: str) -> bool:
         """Invalidate an access or refresh token; True if the server knew it."""
         with self._lock:
-            known = token in self._access or token in self._refresh
+            known = token in self._access or token in self._refresh or token in self._grace
             self._refresh.discard(token)
+            self._grace.pop(token, None)
             self._revoked.add(token)
             return known
 
@@ -216,6 +231,7 @@ class OAuthServer:
             code = "".join(secrets.choice(_ALNUM) for _ in range(18))
             with self._lock:
                 self._codes[code] = _Code(self._clock() + CODE_LIFETIME_S, redirect_uri)
+                self._issued.append(code)
             query = {"code": code}
         if state is not None:
             query["state"] = state
@@ -248,6 +264,7 @@ class OAuthServer:
         # caller holds the lock
         access = secrets.token_urlsafe(66)
         self._access[access] = _Access(self._clock() + self.token_lifetime_s, grant)
+        self._issued.append(access)
         lifetime = self.token_lifetime_s
         payload: dict[str, Any] = {
             "access_token": access,
@@ -259,6 +276,7 @@ class OAuthServer:
         if with_refresh:
             refresh = "".join(secrets.choice(_ALNUM) for _ in range(18))
             self._refresh.add(refresh)
+            self._issued.append(refresh)
             payload["refresh_token"] = refresh
         return payload
 
@@ -284,9 +302,15 @@ class OAuthServer:
                 return _json_response(200, self._issue("authorization_code", True))
             if grant == "refresh_token":
                 refresh = form.get("refresh_token", "")
-                if refresh not in self._refresh or refresh in self._revoked:
+                if refresh in self._revoked:
                     return _oauth_error(400, "invalid_grant", "Invalid refresh_token")
-                self._refresh.discard(refresh)  # rotation: the used token is spent
+                if refresh in self._refresh:
+                    # rotation: the used token is spent, but for one retry within the grace
+                    self._refresh.discard(refresh)
+                    if self.refresh_grace_s > 0:
+                        self._grace[refresh] = self._clock() + self.refresh_grace_s
+                elif self._clock() >= self._grace.pop(refresh, float("-inf")):
+                    return _oauth_error(400, "invalid_grant", "Invalid refresh_token")
                 return _json_response(200, self._issue("refresh_token", True))
             if grant == "client_credentials":
                 return _json_response(200, self._issue("client_credentials", False))
@@ -295,6 +319,11 @@ class OAuthServer:
         return _oauth_error(400, "unsupported_grant_type", f"Unsupported grant type: {grant}")
 
     # ---------------------------------------------------------------- helpers for tests
+    def issued(self) -> list[str]:
+        """Every authorization code, access token and refresh token issued so far."""
+        with self._lock:
+            return list(self._issued)
+
     def issue_tokens(self) -> dict[str, Any]:
         """Tokens as after a completed authorization-code flow (no HTTP involved)."""
         with self._lock:

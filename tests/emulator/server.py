@@ -435,7 +435,9 @@ class ApiServer:
         self.config = config
         self.dataset = dataset
         self.credentials = credentials
-        self.oauth = OAuthServer(credentials, config.token_lifetime_s)
+        self.oauth = OAuthServer(
+            credentials, config.token_lifetime_s, refresh_grace_s=config.refresh_grace_s
+        )
         self.faults = FaultInjector(list(config.faults or []), seed=config.fault_seed)
         self.rate_limiter = RateLimiter(config.rate_limit, config.rate_limit_window_s)
         self._revoked: set[str] = set()
@@ -516,8 +518,11 @@ class ApiServer:
             "rate_limit_window_s",
             "rate_limit_retry_after",
             "token_lifetime_s",
+            "refresh_grace_s",
             "callback_url",
             "fault_seed",
+            "next_host_override",
+            "next_loop",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -531,6 +536,8 @@ class ApiServer:
             self.rate_limiter.configure(cfg.rate_limit, cfg.rate_limit_window_s)
         if "token_lifetime_s" in changes:
             self.oauth.set_token_lifetime(cfg.token_lifetime_s)
+        if "refresh_grace_s" in changes:
+            self.oauth.set_refresh_grace(cfg.refresh_grace_s)
         if "fault_seed" in changes:
             self.faults.reseed(cfg.fault_seed)
         return self.config_dict()
@@ -545,8 +552,11 @@ class ApiServer:
             "rate_limit_window_s": cfg.rate_limit_window_s,
             "rate_limit_retry_after": cfg.rate_limit_retry_after,
             "token_lifetime_s": cfg.token_lifetime_s,
+            "refresh_grace_s": cfg.refresh_grace_s,
             "callback_url": self.credentials.callback_url,
             "fault_seed": cfg.fault_seed,
+            "next_host_override": cfg.next_host_override,
+            "next_loop": cfg.next_loop,
         }
 
     # ================================================================ dispatch
@@ -587,6 +597,16 @@ class ApiServer:
                 entry.fault = fault.kind
                 if fault.sleep_s:
                     self._stop.wait(fault.sleep_s)
+            if is_oauth and fault is not None and fault.kind == "reset":
+                # The connection drops before the OAuth server acted on the request (no code
+                # spent, no token rotated): resetting after a grant would lose tokens that
+                # no client could ever learn, which is a different fault ("truncate").
+                entry.template = OAUTH_PREFIX + raw_path[len(OAUTH_PREFIX) :].rstrip("/")
+                entry.duration_ms = round((time.perf_counter() - t0) * 1000.0, 3)
+                self._record(entry)
+                recorded = True
+                self._reset(h)
+                return
             try:
                 if is_api:
                     resp = self._api(h, raw_path, raw_query, entry, fault)
@@ -943,9 +963,15 @@ class ApiServer:
             if route.sort == "honour_first_page":
                 link_query = [(k, v) for k, v in link_query if k != "sort"]
 
+            # Test hooks: `next_host_override` sends pagination links to another origin
+            # (a misconfigured proxy, or a response trying to leak credentials);
+            # `next_loop` makes every page after the first link to itself (a server bug).
+            link_base = self.config.next_host_override or self.base_url
+            requested_page = single.get("page")
+
             def link(page_value: str) -> str:
                 qs = urllib.parse.urlencode([*link_query, ("page", page_value)])
-                return f"{self.base_url}{raw_path}?{qs}"
+                return f"{link_base}{raw_path}?{qs}"
 
             envelope: dict[str, Any]
             if route.pagination == "iterator":
@@ -958,7 +984,9 @@ class ApiServer:
                 page_items = items[start : start + pagelen]
                 envelope = {"pagelen": pagelen, "values": page_items}
                 end = start + pagelen
-                if end < len(items):
+                if self.config.next_loop and requested_page is not None:
+                    envelope["next"] = link(requested_page)
+                elif end < len(items):
                     envelope["next"] = link(self._cursor.encode(api_path, end, items[end]))
             else:
                 page = 1
@@ -977,7 +1005,9 @@ class ApiServer:
                     "values": page_items,
                     "page": page,
                 }
-                if start + pagelen < len(items):
+                if self.config.next_loop and page > 1:
+                    envelope["next"] = link(str(page))
+                elif start + pagelen < len(items):
                     envelope["next"] = link(str(page + 1))
                 if page > 1:
                     envelope["previous"] = link(str(page - 1))
