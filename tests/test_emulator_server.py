@@ -940,15 +940,19 @@ def test_keep_alive_is_fast(emulator: Emulator, repo):
         s.auth = emulator.credentials.basic_auth()
         s.get(url)
         start_n = len(emulator.request_log)
-        t0 = time.perf_counter()
+        durations = []
         for _ in range(200):
+            t0 = time.perf_counter()
             assert s.get(url).status_code == 200
-        elapsed = time.perf_counter() - t0
+            durations.append(time.perf_counter() - t0)
     entries = emulator.request_log[start_n : start_n + 200]
     assert len({e.client for e in entries}) == 1  # one TCP connection: keep-alive
     assert _Handler.disable_nagle_algorithm is True
     assert _Handler.protocol_version == "HTTP/1.1"
-    assert elapsed / 200 < 0.005, f"{elapsed / 200 * 1000:.1f} ms per request"
+    # The Nagle stall costs ~40 ms on EVERY request, so the median shows it, while a
+    # loaded CI machine (other tests on both cores) only adds scattered slow requests.
+    median = sorted(durations)[len(durations) // 2]
+    assert median < 0.02, f"{median * 1000:.1f} ms median per request"
 
 
 def test_content_length_and_http11(emulator: Emulator, repo):
