@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scripts.update_readme import meltano_kind
 from tests.meltano_helpers import DEFAULT_STREAMS, ROOT, STREAMS
 
 TAP = str(Path(sys.executable).parent / "tap-bitbucket")
@@ -44,24 +45,7 @@ def _plugin(project: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
 
 def expected_kind(prop: dict[str, Any]) -> str:
     """The Meltano setting kind for a JSON-schema property of the tap's config."""
-    types = prop.get("type", [])
-    types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
-    if prop.get("secret") or prop.get("writeOnly"):
-        return "password"
-    if "enum" in prop:
-        return "options"
-    if prop.get("format") == "date-time":
-        return "date_iso8601"
-    for json_type, kind in (
-        ("array", "array"),
-        ("object", "object"),
-        ("boolean", "boolean"),
-        ("integer", "integer"),
-        ("number", "decimal"),
-    ):
-        if json_type in types:
-            return kind
-    return "string"
+    return meltano_kind(prop)
 
 
 def settings_mismatches(schema: dict[str, Any], settings: list[dict[str, Any]]) -> list[str]:
