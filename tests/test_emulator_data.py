@@ -120,9 +120,11 @@ def test_mutations_are_deterministic() -> None:
 
 
 def test_generation_is_fast_at_scale_1() -> None:
-    t0 = time.perf_counter()
+    # CPU time, not wall time: the suite runs on both cores at once in CI. About 0.1 s on
+    # an idle core; the bound only catches an accidentally quadratic generator.
+    t0 = time.process_time()
     Dataset(seed=11, scale=1)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 2.0
 
 
 # --------------------------------------------------------------------------- shape of the dataset
