@@ -22,6 +22,7 @@ import requests
 
 from tap_bitbucket import auth
 from tests.emulator import Emulator
+from tests.tap_helpers import select_only
 
 ROOT = Path(__file__).resolve().parents[1]
 TAP = [sys.executable, "-m", "tap_bitbucket.tap"]
@@ -148,15 +149,7 @@ def discovered_catalog() -> str:
 def catalog_selecting(streams: set[str] | None) -> dict[str, Any]:
     """The catalog with exactly `streams` selected (None: the default selection)."""
     catalog = json.loads(discovered_catalog())
-    if streams is None:
-        return catalog
-    known = {entry["tap_stream_id"] for entry in catalog["streams"]}
-    assert streams <= known, streams - known
-    for entry in catalog["streams"]:
-        for meta in entry["metadata"]:
-            if not meta["breadcrumb"]:
-                meta["metadata"]["selected"] = entry["tap_stream_id"] in streams
-    return catalog
+    return catalog if streams is None else select_only(catalog, streams)
 
 
 # ---------------------------------------------------------------------------- running
