@@ -186,7 +186,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="dataset scale of the request runs")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=4, help="max_workers of the request runs")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="max_workers of the request and throughput runs (at 0 ms latency more threads only add GIL contention)",
+    )
     parser.add_argument("--latency-ms", type=float, default=100, help="latency of the wall runs")
     parser.add_argument(
         "--wall-scale", type=int, default=7, help="scale of the wall runs (>= 50 repos)"
