@@ -34,7 +34,7 @@ from tap_bitbucket.errors import APIError
 from tap_bitbucket.schemas import load_schema
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from singer_sdk import Tap
 
@@ -378,10 +378,6 @@ def newest_first_stop(
         return bool(dated) and all(parse_timestamp(d) <= bound for d in dated)
 
     return stop
-
-
-def iter_pages_values(body: Mapping[str, t.Any]) -> Iterator[dict[str, t.Any]]:
-    yield from body.get("values") or []
 
 
 _HINTS = {

@@ -107,7 +107,6 @@ class Runtime:
         self._lock = threading.Lock()
         self.requests_by_stream: Counter[str] = Counter()
         self.skips: list[tuple[str, str, int, str]] = []
-        self._warned: set[tuple[str, str]] = set()
         self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
 
     def session(self) -> requests.Session:
@@ -279,6 +278,8 @@ class Runtime:
         total = sum(self.requests_by_stream.values())
         per_stream = ", ".join(f"{k}={v}" for k, v in sorted(self.requests_by_stream.items()))
         LOGGER.info("Requests made: %s in total (%s)", total, per_stream or "none")
+        if self.pacer.waited_s:
+            LOGGER.info("The requests_per_hour pacer waited %.1fs in total", self.pacer.waited_s)
 
 
 def _describe(context: Mapping[str, t.Any] | None) -> str:

@@ -117,7 +117,25 @@ class PullRequestChildStream(RepoStream):
         return parse_timestamp(value) if value else None
 
 
-class PullRequestCommentsStream(IncrementalMixin, PullRequestChildStream):
+class UpdatedSincePullRequestChild(IncrementalMixin, PullRequestChildStream):
+    """A PR child where Bitbucket honours `q` on updated_on: ask only for what changed
+    after the PR bookmark this run started from (the context's ``since``)."""
+
+    replication_key = "updated_on"
+    is_sorted = False
+
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
+        params = super().get_url_params(context, next_page_token)
+        since = (context or {}).get("since")
+        if since:
+            params["q"] = f"updated_on > {since}"
+        return params
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        return self.records_then_promote(self.request_records(context), context)
+
+
+class PullRequestCommentsStream(UpdatedSincePullRequestChild):
     """PR comments: GET .../pullrequests/{id}/comments, filtered with `q` on updated_on.
 
     Posting or editing a comment bumps the PR's updated_on (notes §8.12), so comments of
@@ -127,19 +145,7 @@ class PullRequestCommentsStream(IncrementalMixin, PullRequestChildStream):
     name = "pull_request_comments"
     path = "/repositories/{workspace_slug}/{repo_slug}/pullrequests/{pull_request_id}/comments"
     primary_keys = ("repo_uuid", "pull_request_id", "id")
-    replication_key = "updated_on"
-    is_sorted = False
-
-    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
-        params = super().get_url_params(context, next_page_token)
-        since = (context or {}).get("since")
-        if since:
-            params["q"] = f"updated_on > {since}"
-        params["sort"] = "id"
-        return params
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        return self.records_then_promote(self.request_records(context), context)
+    static_params: t.ClassVar[dict[str, str | list[str]]] = {"sort": "id"}
 
 
 class PullRequestActivityStream(IncrementalMixin, RepoStream):
@@ -249,24 +255,12 @@ class PullRequestCommitsStream(IncrementalMixin, PullRequestChildStream):
         return self.records_then_promote(rows, context)
 
 
-class PullRequestTasksStream(IncrementalMixin, PullRequestChildStream):
+class PullRequestTasksStream(UpdatedSincePullRequestChild):
     """PR tasks: GET .../pullrequests/{id}/tasks, filtered with `q` on updated_on."""
 
     name = "pull_request_tasks"
     path = "/repositories/{workspace_slug}/{repo_slug}/pullrequests/{pull_request_id}/tasks"
     primary_keys = ("repo_uuid", "pull_request_id", "id")
-    replication_key = "updated_on"
-    is_sorted = False
-
-    def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
-        params = super().get_url_params(context, next_page_token)
-        since = (context or {}).get("since")
-        if since:
-            params["q"] = f"updated_on > {since}"
-        return params
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        return self.records_then_promote(self.request_records(context), context)
 
 
 class PullRequestDiffstatsStream(PullRequestChildStream):
