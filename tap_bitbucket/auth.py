@@ -247,9 +247,7 @@ def default_settings_location() -> str:
     if os.name == "nt":
         base = os.environ.get("APPDATA") or os.path.join(os.path.expanduser("~"), "AppData")
     else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
-            os.path.expanduser("~"), ".config"
-        )
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "tap-bitbucket", "oauth-settings.json")
 
 
@@ -431,13 +429,19 @@ class OAuthOptions:
             callback_url=callback_url,
             oauth_url=oauth_url,
             callback_timeout=_num_setting(
-                config, "oauth_callback_timeout", DEFAULT_CALLBACK_TIMEOUT,
-                minimum=0, positive=True,
+                config,
+                "oauth_callback_timeout",
+                DEFAULT_CALLBACK_TIMEOUT,
+                minimum=0,
+                positive=True,
             ),
             open_browser=_bool_setting(config, "oauth_open_browser", True),
             refresh_margin=_num_setting(
-                config, "oauth_refresh_margin", DEFAULT_REFRESH_MARGIN,
-                minimum=0, positive=False,
+                config,
+                "oauth_refresh_margin",
+                DEFAULT_REFRESH_MARGIN,
+                minimum=0,
+                positive=False,
             ),
         )
 
@@ -623,8 +627,14 @@ class TokenSet:
         if not isinstance(data, dict):
             raise problem("the content is not a JSON object")
         fields: dict[str, Any] = {}
-        for name in ("access_token", "refresh_token", "scopes", "client_id", "updated_at",
-                     "verifier_sha256"):
+        for name in (
+            "access_token",
+            "refresh_token",
+            "scopes",
+            "client_id",
+            "updated_at",
+            "verifier_sha256",
+        ):
             value = data.get(name)
             if value is not None and not isinstance(value, str):
                 raise problem(f"'{name}' is not a string")
@@ -642,8 +652,9 @@ class TokenSet:
         return cls(token_type=token_type, **fields)
 
     @classmethod
-    def from_response(cls, body: Mapping[str, Any], *, requested_at: float,
-                      client_id: str | None) -> TokenSet:
+    def from_response(
+        cls, body: Mapping[str, Any], *, requested_at: float, client_id: str | None
+    ) -> TokenSet:
         expires_in_raw = body.get("expires_in")
         expires_in: float | None
         try:
@@ -677,8 +688,14 @@ _SCRYPT_PARAMS = {"n": 2**14, "r": 8, "p": 1}
 class OAuthSettingsStore:
     """The OAuth settings file: atomic, locked, mode 0600, optionally encrypted."""
 
-    def __init__(self, path: str, key: str | None = None, *, lock_timeout: float = 120.0,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        key: str | None = None,
+        *,
+        lock_timeout: float = 120.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
         self.key = key
         self.lock_timeout = lock_timeout
@@ -773,7 +790,8 @@ class OAuthSettingsStore:
         elif self.key:
             self.logger.warning(
                 "The OAuth settings file %s is not encrypted; it will be encrypted with "
-                "oauth_settings_key on the next write.", self.path,
+                "oauth_settings_key on the next write.",
+                self.path,
             )
         return TokenSet.from_json(data, self._problem)
 
@@ -844,13 +862,12 @@ class OAuthSettingsStore:
         """Replace the file atomically (temp file, fsync, rename, fsync folder), mode 0600."""
         data = self.serialize(tokens)  # fails before anything on disk changes
         folder = os.path.dirname(self.path)
-        tmp = os.path.join(
-            folder, f".{os.path.basename(self.path)}.{secrets.token_hex(6)}.tmp"
-        )
+        tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{secrets.token_hex(6)}.tmp")
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o600)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600
+            )
             try:
                 if hasattr(os, "fchmod"):
                     os.fchmod(fd, 0o600)
@@ -908,8 +925,13 @@ class TokenEndpoint:
     max_retry_after = 60.0
     timeout: tuple[float, float] = (10.0, 60.0)
 
-    def __init__(self, options: OAuthOptions, *, session: requests.Session | None = None,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        options: OAuthOptions,
+        *,
+        session: requests.Session | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.options = options
         self.session = session or requests.Session()
         self.logger = logger or _LOGGER
@@ -997,7 +1019,11 @@ class TokenEndpoint:
                 delay = min(max(wait, delay), self.max_retry_after)
             self.logger.warning(
                 "OAuth token request (%s) failed (%s); retrying in %.1f s (attempt %d of %d)",
-                grant, last_problem, delay, attempt + 1, self.attempts,
+                grant,
+                last_problem,
+                delay,
+                attempt + 1,
+                self.attempts,
             )
             time.sleep(delay)
         raise AuthError(
@@ -1005,8 +1031,14 @@ class TokenEndpoint:
             "attempts); check oauth_url and the network connection, then run again."
         )
 
-    def _refusal(self, response: requests.Response, grant: str,
-                 data: Mapping[str, str], *, lost: str | None = None) -> AuthError:
+    def _refusal(
+        self,
+        response: requests.Response,
+        grant: str,
+        data: Mapping[str, str],
+        *,
+        lost: str | None = None,
+    ) -> AuthError:
         error = ""
         description = ""
         with contextlib.suppress(ValueError):
@@ -1069,9 +1101,11 @@ def _never_sent(exc: requests.RequestException) -> bool:
     if isinstance(exc, requests.ConnectionError):
         reason: Any = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)
-        return "NewConnectionError" in type(reason).__name__ or (
-            isinstance(reason, OSError) and isinstance(reason, ConnectionRefusedError)
-        ) or "Connection refused" in str(reason)
+        return (
+            "NewConnectionError" in type(reason).__name__
+            or (isinstance(reason, OSError) and isinstance(reason, ConnectionRefusedError))
+            or "Connection refused" in str(reason)
+        )
     return False
 
 
@@ -1099,9 +1133,16 @@ class _CallbackServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], family: int, *, expected_path: str,
-                 state: str, exchange: Callable[[str], TokenSet],
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        family: int,
+        *,
+        expected_path: str,
+        state: str,
+        exchange: Callable[[str], TokenSet],
+        logger: logging.Logger,
+    ) -> None:
         self.address_family = family
         self.expected_path = expected_path.rstrip("/") or "/"
         self.expected_state = state
@@ -1151,9 +1192,12 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
                 "Rejected an OAuth callback with a missing or wrong state; still waiting for "
                 "the authorization started by this run."
             )
-            self._reply(400, "Authorization rejected",
-                        "The state parameter does not match this login attempt. Start the "
-                        "authorization again from the URL printed by tap-bitbucket.")
+            self._reply(
+                400,
+                "Authorization rejected",
+                "The state parameter does not match this login attempt. Start the "
+                "authorization again from the URL printed by tap-bitbucket.",
+            )
             return
         with server.outcome_lock:
             if server.done.is_set():
@@ -1167,8 +1211,11 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
                     "`tap-bitbucket-oauth login` again and grant access."
                 )
                 server.done.set()
-                self._reply(400, "Authorization refused",
-                            "tap-bitbucket did not get access. You can close this tab.")
+                self._reply(
+                    400,
+                    "Authorization refused",
+                    "tap-bitbucket did not get access. You can close this tab.",
+                )
                 return
             if not code:
                 self._reply(400, "No code", "The callback carried no authorization code.")
@@ -1178,12 +1225,16 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
             except AuthError as exc:
                 server.error = exc
                 server.done.set()
-                self._reply(502, "Authorization failed",
-                            "tap-bitbucket could not exchange the code; see its error message.")
+                self._reply(
+                    502,
+                    "Authorization failed",
+                    "tap-bitbucket could not exchange the code; see its error message.",
+                )
                 return
             server.done.set()
-        self._reply(200, "tap-bitbucket is authorized",
-                    "The tokens were saved. You can close this tab.")
+        self._reply(
+            200, "tap-bitbucket is authorized", "The tokens were saved. You can close this tab."
+        )
 
 
 def _announce_to_stderr(url: str) -> None:
@@ -1214,8 +1265,14 @@ def run_browser_flow(
         return endpoint.exchange_code(code, redirect_uri)
 
     try:
-        server = _CallbackServer((bind_host, port), family, expected_path=path,
-                                 state=state, exchange=exchange, logger=log)
+        server = _CallbackServer(
+            (bind_host, port),
+            family,
+            expected_path=path,
+            state=state,
+            exchange=exchange,
+            logger=log,
+        )
     except OSError as exc:
         raise AuthError(
             f"Cannot listen on {bind_host}:{port} for the OAuth callback "
@@ -1223,13 +1280,20 @@ def run_browser_flow(
             "to another loopback port registered for the consumer."
         ) from None
     url = authorization_url(options, state)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="oauth-callback", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name="oauth-callback",
+        daemon=True,
+    )
     thread.start()
     try:
         (announce or _announce_to_stderr)(url)
-        log.info("Waiting up to %g s for the OAuth callback on %s", options.callback_timeout,
-                 options.callback_url)
+        log.info(
+            "Waiting up to %g s for the OAuth callback on %s",
+            options.callback_timeout,
+            options.callback_url,
+        )
         if options.open_browser:
             opened = False
             with contextlib.suppress(Exception):
@@ -1320,8 +1384,9 @@ class BitbucketAuth(APIAuthenticatorBase):
 class _StaticAuth(BitbucketAuth):
     """API token (Basic email:token) or access token (Bearer): nothing to refresh."""
 
-    def __init__(self, scheme: str, config: Mapping[str, Any], *,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, scheme: str, config: Mapping[str, Any], *, logger: logging.Logger | None = None
+    ) -> None:
         super().__init__(scheme, logger=logger)
         inner: APIAuthenticatorBase
         if scheme == "api_token":
@@ -1364,8 +1429,13 @@ def _config_secrets(config: Mapping[str, Any]) -> list[str]:
 class _OAuthClientAuth(BitbucketAuth):
     """Client-credentials grant: a new token whenever the current one (in memory) expires."""
 
-    def __init__(self, config: Mapping[str, Any], *, session: requests.Session | None,
-                 logger: logging.Logger | None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        session: requests.Session | None,
+        logger: logging.Logger | None,
+    ) -> None:
         super().__init__("oauth_client", logger=logger)
         self.options = OAuthOptions.from_config(config)
         self.endpoint = TokenEndpoint(
@@ -1378,8 +1448,10 @@ class _OAuthClientAuth(BitbucketAuth):
         tokens = self.endpoint.client_credentials()
         self._remember(*tokens.secrets())
         self._tokens = tokens
-        self.logger.info("Obtained an OAuth access token (client credentials), valid %g s",
-                         tokens.expires_in or 0)
+        self.logger.info(
+            "Obtained an OAuth access token (client credentials), valid %g s",
+            tokens.expires_in or 0,
+        )
 
     def prepare(self) -> None:
         with self._lock:
@@ -1398,8 +1470,11 @@ class _OAuthClientAuth(BitbucketAuth):
         failed = _bearer_of(response)
         with self._lock:
             current = self._tokens
-            if (current is not None and current.access_token != failed
-                    and current.is_fresh(self.options.refresh_margin)):
+            if (
+                current is not None
+                and current.access_token != failed
+                and current.is_fresh(self.options.refresh_margin)
+            ):
                 return True
             self._fetch()
             return True
@@ -1414,8 +1489,13 @@ class _OAuthClientAuth(BitbucketAuth):
 class _OAuthCodeAuth(BitbucketAuth):
     """Authorization-code grant with tokens persisted in the settings file."""
 
-    def __init__(self, config: Mapping[str, Any], *, session: requests.Session | None,
-                 logger: logging.Logger | None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        session: requests.Session | None,
+        logger: logging.Logger | None,
+    ) -> None:
         super().__init__("oauth_code", logger=logger)
         self.options = OAuthOptions.from_config(config)
         self.endpoint = TokenEndpoint(
@@ -1470,7 +1550,8 @@ class _OAuthCodeAuth(BitbucketAuth):
         self._save_and_adopt(fresh)
         self.logger.info(
             "Refreshed the OAuth access token (valid %g s); saved to %s",
-            fresh.expires_in or 0, self.store.path,
+            fresh.expires_in or 0,
+            self.store.path,
         )
 
     def _refresh(self, rejected: str | None) -> bool:
@@ -1478,8 +1559,12 @@ class _OAuthCodeAuth(BitbucketAuth):
         with self.store.locked():
             disk = self.store.read()
             self._check_owner(disk)
-            if (disk is not None and disk.access_token and disk.access_token != rejected
-                    and disk.is_fresh(self.options.refresh_margin)):
+            if (
+                disk is not None
+                and disk.access_token
+                and disk.access_token != rejected
+                and disk.is_fresh(self.options.refresh_margin)
+            ):
                 # Another process already rotated the tokens: use them, do not refresh again
                 # (that would burn the refresh token the other process just saved).
                 self._adopt(disk)
@@ -1500,9 +1585,7 @@ class _OAuthCodeAuth(BitbucketAuth):
         options = self.options
         if options.initiate == "OFF":
             if not options.access_token:
-                raise ConfigError(
-                    "oauth_access_token", "is required when initiate_oauth is OFF"
-                )
+                raise ConfigError("oauth_access_token", "is required when initiate_oauth is OFF")
             self._adopt(TokenSet(access_token=options.access_token))
             return
         options.require_client()
@@ -1515,14 +1598,14 @@ class _OAuthCodeAuth(BitbucketAuth):
                 digest = verifier_digest(options.verifier)
                 if usable_disk is None or usable_disk.verifier_sha256 != digest:
                     try:
-                        tokens = self.endpoint.exchange_code(options.verifier,
-                                                             options.redirect_uri)
+                        tokens = self.endpoint.exchange_code(options.verifier, options.redirect_uri)
                     except OAuthGrantError as exc:
                         if exc.error != "invalid_grant" or usable_disk is None:
                             raise
                         self.logger.warning(
                             "oauth_verifier was rejected (probably already used); using the "
-                            "tokens of the settings file %s", self.store.path,
+                            "tokens of the settings file %s",
+                            self.store.path,
                         )
                         usable_disk = replace(usable_disk, verifier_sha256=digest)
                         if usable_disk.is_fresh(margin):
@@ -1550,9 +1633,13 @@ class _OAuthCodeAuth(BitbucketAuth):
                         "The saved OAuth refresh token was rejected; starting the browser flow."
                     )
             elif options.refresh_token:
-                self._adopt(TokenSet(access_token=options.access_token,
-                                     refresh_token=options.refresh_token,
-                                     client_id=options.client_id))
+                self._adopt(
+                    TokenSet(
+                        access_token=options.access_token,
+                        refresh_token=options.refresh_token,
+                        client_id=options.client_id,
+                    )
+                )
                 try:
                     self._refresh_locked(None)
                     return
@@ -1594,8 +1681,7 @@ class _OAuthCodeAuth(BitbucketAuth):
                 if not self._prepared:
                     self.prepare()
                 tokens = self._tokens
-                if (tokens is not None and not tokens.is_fresh(margin)
-                        and self._can_refresh()):
+                if tokens is not None and not tokens.is_fresh(margin) and self._can_refresh():
                     self._refresh(rejected=None)
                     tokens = self._tokens
         if tokens is None or not tokens.access_token:
@@ -1608,9 +1694,13 @@ class _OAuthCodeAuth(BitbucketAuth):
         failed = _bearer_of(response)
         with self._lock:
             current = self._tokens
-            if (current is not None and current.access_token and failed is not None
-                    and current.access_token != failed
-                    and current.is_fresh(self.options.refresh_margin)):
+            if (
+                current is not None
+                and current.access_token
+                and failed is not None
+                and current.access_token != failed
+                and current.is_fresh(self.options.refresh_margin)
+            ):
                 return True  # another thread already replaced the rejected token
             return self._refresh(rejected=failed)
 

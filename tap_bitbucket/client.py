@@ -43,7 +43,6 @@ if t.TYPE_CHECKING:
 LOGGER = logging.getLogger("tap_bitbucket")
 
 
-
 class SkipPartition(Exception):
     """An expected error: skip this stream for this repository (or project)."""
 

@@ -74,8 +74,8 @@ def _env_config() -> dict[str, Any]:
                 out[prop.name] = float(raw)
             except ValueError:
                 raise ConfigError(
-                    prop.name, f"environment variable {ENV_PREFIX}{prop.name.upper()} is not a "
-                    "number"
+                    prop.name,
+                    f"environment variable {ENV_PREFIX}{prop.name.upper()} is not a number",
                 ) from None
         else:
             out[prop.name] = raw
@@ -204,8 +204,7 @@ def cmd_refresh_access_token(config: Mapping[str, Any], args: argparse.Namespace
         refresh_token = given or (disk.refresh_token if disk is not None else None)
         if not refresh_token:
             raise AuthError(
-                f"The OAuth settings file {store.path} holds no refresh token; "
-                f"{auth.LOGIN_HINT}."
+                f"The OAuth settings file {store.path} holds no refresh token; {auth.LOGIN_HINT}."
             )
         store.check_writable()
         tokens = endpoint.refresh(refresh_token)
@@ -237,26 +236,35 @@ def cmd_login(config: Mapping[str, Any], args: argparse.Namespace) -> None:
     with store.locked():
         store.write(tokens)
     LOGGER.info("Saved the OAuth tokens to %s", store.path)
-    _emit({
-        "settings_location": store.path,
-        "encrypted": bool(options.settings_key),
-        "client_id": tokens.client_id,
-        "token_type": tokens.token_type,
-        "scopes": tokens.scopes,
-        "expires_in": int(tokens.expires_in) if tokens.expires_in is not None else None,
-        "expires_at": tokens.expires_at,
-    })
+    _emit(
+        {
+            "settings_location": store.path,
+            "encrypted": bool(options.settings_key),
+            "client_id": tokens.client_id,
+            "token_type": tokens.token_type,
+            "scopes": tokens.scopes,
+            "expires_in": int(tokens.expires_in) if tokens.expires_in is not None else None,
+            "expires_at": tokens.expires_at,
+        }
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", action="append", default=argparse.SUPPRESS, metavar="PATH",
+        "--config",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
         help="the tap's JSON config file (repeatable; later files win). "
-             f"{ENV_PREFIX}<SETTING> environment variables are read too.",
+        f"{ENV_PREFIX}<SETTING> environment variables are read too.",
     )
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="debug logging and a traceback on errors")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logging and a traceback on errors",
+    )
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="OAuth helper for tap-bitbucket (Bitbucket Cloud OAuth 2.0 consumers).",
@@ -264,31 +272,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("get-authorization-url", parents=[common],
-                       help="print the URL where the user authorizes the consumer")
+    p = sub.add_parser(
+        "get-authorization-url",
+        parents=[common],
+        help="print the URL where the user authorizes the consumer",
+    )
     p.add_argument("--callback-url", help="callback URL (default: callback_url setting)")
     p.add_argument("--state", help="state value to send (default: a random one)")
     p.set_defaults(func=cmd_get_authorization_url)
 
-    p = sub.add_parser("get-access-token", parents=[common],
-                       help="exchange a verifier (the callback's code) for tokens")
-    p.add_argument("--verifier", help="the code from the callback URL (or the whole URL); "
-                   "prefer the oauth_verifier setting, command lines are visible to others")
+    p = sub.add_parser(
+        "get-access-token",
+        parents=[common],
+        help="exchange a verifier (the callback's code) for tokens",
+    )
+    p.add_argument(
+        "--verifier",
+        help="the code from the callback URL (or the whole URL); "
+        "prefer the oauth_verifier setting, command lines are visible to others",
+    )
     p.add_argument("--callback-url", help="the callback URL the code was issued for")
     p.set_defaults(func=cmd_get_access_token)
 
-    p = sub.add_parser("refresh-access-token", parents=[common],
-                       help="refresh the tokens (rotates the refresh token)")
-    p.add_argument("--refresh-token", help="refresh token (default: oauth_refresh_token, "
-                   "then the settings file)")
+    p = sub.add_parser(
+        "refresh-access-token",
+        parents=[common],
+        help="refresh the tokens (rotates the refresh token)",
+    )
+    p.add_argument(
+        "--refresh-token",
+        help="refresh token (default: oauth_refresh_token, then the settings file)",
+    )
     p.set_defaults(func=cmd_refresh_access_token)
 
-    p = sub.add_parser("login", parents=[common],
-                       help="run the browser flow and save the tokens to the settings file")
+    p = sub.add_parser(
+        "login",
+        parents=[common],
+        help="run the browser flow and save the tokens to the settings file",
+    )
     p.add_argument("--callback-url", help="loopback callback URL (default: callback_url)")
     p.add_argument("--timeout", type=float, help="seconds to wait for the callback")
-    p.add_argument("--no-browser", action="store_true",
-                   help="only print the authorization URL, do not open a browser")
+    p.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="only print the authorization URL, do not open a browser",
+    )
     p.set_defaults(func=cmd_login)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import fnmatch
+import gc
 import io
 import json
 import logging
@@ -28,7 +29,12 @@ from tap_bitbucket.runtime import Runtime
 from tap_bitbucket.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from singer_sdk.helpers.types import Context
     from singer_sdk.streams import Stream
+
+    from tap_bitbucket.streams.repository import RepositoriesStream
 
 LOGGER = logging.getLogger("tap_bitbucket")
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
@@ -256,6 +262,28 @@ class TapBitbucket(Tap):
             self._fanout = RepoFanOut(self, parent_name, workers)
         return self._fanout
 
+    @property
+    def active_fanout(self) -> RepoFanOut | None:
+        return self._fanout
+
+    #: Workspace slugs in the order this sync visits them (set by the workspaces stream).
+    workspace_order: tuple[str, ...] = ()
+
+    def visit_workspaces(self, slugs: Iterable[str]) -> None:
+        """Record the order of the workspaces; the pool starts listing the first one's
+        repositories while the main thread still reads workspace-level tables."""
+        self.workspace_order = tuple(slugs)
+        if self.workspace_order and self._fanout is not None:
+            repositories = t.cast("RepositoriesStream", self.streams["repositories"])
+            repositories.prefetch({"workspace_slug": self.workspace_order[0]})
+
+    def workspace_after(self, slug: str) -> Context | None:
+        """The context of the workspace visited after ``slug``, if any."""
+        order = self.workspace_order
+        if slug in order and order.index(slug) + 1 < len(order):
+            return {"workspace_slug": order[order.index(slug) + 1]}
+        return None
+
     def share_runtime(self, other: TapBitbucket) -> None:
         """Use another tap's runtime: one authenticator, pacer and counter per process."""
         self._runtime = other.runtime
@@ -305,6 +333,11 @@ class TapBitbucket(Tap):
                 raise
             except Exception as exc:
                 _report(exc)
+            finally:
+                # The process is about to exit: without this the interpreter's shutdown
+                # collections walk every object the sync left (measured 0.3 s at scale 1
+                # and 1.1 s with 8 workers, after the last record was written).
+                gc.freeze()
             return None
 
         command.invoke = invoke  # type: ignore[method-assign]
@@ -381,7 +414,6 @@ class TapBitbucket(Tap):
                 str((a.get("workspace") or {}).get("slug"))
                 for a in workspaces.request_records(None)
             ]
-        from tap_bitbucket.streams.repository import RepositoriesStream  # noqa: PLC0415
 
         repositories = t.cast("RepositoriesStream", self.streams["repositories"])
         names: list[str] = []
@@ -408,6 +440,11 @@ class TapBitbucket(Tap):
         self.validate_settings()
         self.runtime.authenticator.prepare()
         self.check_scope()
+        repositories = t.cast("RepositoriesStream", self.streams["repositories"])
+        if repositories.fans_out():
+            # Created before the first request, so the first workspace's repositories
+            # can be listed on a worker while the main thread reads workspace tables.
+            self.fanout(repositories.name, repositories.workers())
         try:
             super().sync_all()
             self._throttled_state.flush()

@@ -51,40 +51,83 @@ class RepositoriesStream(BitbucketStream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         tap = t.cast("TapBitbucket", self._tap)
-        rows = (
-            row
-            for row in self.listing(context)
-            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or "")
-        )
-        workers = int(self.config.get("max_workers") or DEFAULT_WORKERS)
-        children = [c for c in self.child_streams if c.selected or c.has_selected_descendents]
-        # A dry run (`--test`) caps records per stream object; workers have their own.
-        if workers <= 1 or not children or self.ABORT_AT_RECORD_COUNT is not None:
-            yield from rows
+        if not self.fans_out():
+            yield from self.in_scope(self.listing(context))
             return
-        self._fanout = tap.fanout(self.name, workers)
+        fanout = tap.fanout(self.name, self.workers())
+        following = tap.workspace_after(str((context or {}).get("workspace_slug")))
+        if following is not None:
+            # Listed on a worker while this workspace's repositories run, so the pool
+            # moves on to the next workspace without draining.
+            self.prefetch(following)
+        self._fanout = fanout
+
+        def upcoming() -> Iterable[Context]:
+            if following is None:
+                return
+            for row in self.in_scope(self.listing(following, peek=True)):
+                yield self.get_child_context(row, following)
+
         try:
-            yield from self._fanout.read_ahead(rows, lambda r: self.get_child_context(r, context))
+            yield from fanout.read_ahead(
+                self.in_scope(self.listing(context)),
+                lambda r: self.get_child_context(r, context),
+                upcoming,
+            )
         finally:
             self._fanout = None
 
+    def workers(self) -> int:
+        return int(self.config.get("max_workers") or DEFAULT_WORKERS)
+
+    def fans_out(self) -> bool:
+        """Whether the children of each repository run on the worker pool."""
+        children = [c for c in self.child_streams if c.selected or c.has_selected_descendents]
+        # A dry run (`--test`) caps records per stream object; workers have their own.
+        return self.workers() > 1 and bool(children) and self.ABORT_AT_RECORD_COUNT is None
+
+    def in_scope(self, rows: Iterable[dict[str, t.Any]]) -> Iterable[dict[str, t.Any]]:
+        tap = t.cast("TapBitbucket", self._tap)
+        return (
+            row
+            for row in rows
+            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or "")
+        )
+
     _prefetched: dict[str, list[dict[str, t.Any]]] | None = None
 
-    def listing(self, context: Context | None, *, keep: bool = False) -> Iterable[dict[str, t.Any]]:
+    def prefetch(self, context: Context) -> None:
+        """Have the worker pool list a workspace's repositories ahead of its turn."""
+        fanout = t.cast("TapBitbucket", self._tap).active_fanout
+        if fanout is not None and str(context["workspace_slug"]) not in (self._prefetched or {}):
+            fanout.prefetch_listing(context)
+
+    def listing(
+        self, context: Context | None, *, keep: bool = False, peek: bool = False
+    ) -> Iterable[dict[str, t.Any]]:
         """The workspace's repositories, listed once per run.
 
         The up-front scope check (globs that match nothing) reads the list with
-        ``keep=True``; the sync then uses those rows instead of listing again.
+        ``keep=True``, and the worker pool may have listed it ahead of its turn; the
+        sync then uses those rows instead of listing again. ``peek`` reads them without
+        using them up.
         """
         slug = str((context or {}).get("workspace_slug"))
-        if self._prefetched and slug in self._prefetched:
-            yield from self._prefetched.pop(slug)
+        prefetched = self._prefetched if self._prefetched is not None else {}
+        fanout = t.cast("TapBitbucket", self._tap).active_fanout
+        if slug not in prefetched and fanout is not None:
+            listed = fanout.take_listing(slug)
+            if listed is not None:
+                prefetched[slug] = listed
+                self._prefetched = prefetched
+        if slug in prefetched:
+            yield from (prefetched[slug] if peek else prefetched.pop(slug))
             return
         if not keep:
             yield from self.request_records(context)
             return
         rows = list(self.request_records(context))
-        self._prefetched = {**(self._prefetched or {}), slug: rows}
+        self._prefetched = {**prefetched, slug: rows}
         yield from rows
 
     def generate_child_contexts(

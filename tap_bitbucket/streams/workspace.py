@@ -43,14 +43,20 @@ class WorkspacesStream(BitbucketStream):
                 self.sync_children_of(child_context, only=("repositories",))
 
     def _workspaces(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        slugs = list(self.config.get("workspaces") or [])
+        tap = t.cast("TapBitbucket", self._tap)
+        slugs = [str(s) for s in self.config.get("workspaces") or []]
         if slugs:
+            tap.visit_workspaces(slugs)
             yield from (self.workspace(slug) for slug in slugs)
             return
-        for access in self.request_records(context):
+        # The whole (short) list first: the worker pool lists the next workspace's
+        # repositories while this one's run, so it must know which workspace is next.
+        accesses = list(self.request_records(context))
+        tap.visit_workspaces(_slug(a) for a in accesses)
+        for access in accesses:
             # The list item carries only uuid, slug and links: read the workspace itself
             # (one request per workspace) so the record has its name, dates and flags.
-            workspace = dict(self.workspace(str((access.get("workspace") or {}).get("slug"))))
+            workspace = dict(self.workspace(_slug(access)))
             workspace["administrator"] = access.get("administrator")
             yield workspace
 
@@ -84,6 +90,10 @@ class WorkspacesStream(BitbucketStream):
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         return {"workspace_slug": record["slug"], "workspace_uuid": record["uuid"]}
+
+
+def _slug(access: dict[str, t.Any]) -> str:
+    return str((access.get("workspace") or {}).get("slug"))
 
 
 class WorkspaceChildStream(BitbucketStream):

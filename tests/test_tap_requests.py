@@ -1,0 +1,99 @@
+"""Request minimality, checked as correctness: every request a sync makes is one it needs.
+
+The floor comes from the emulator's ground truth (tests/benchmark/minimum.py: one request
+per page at each endpoint's maximum pagelen, none for children of unchanged parents).
+A full sync and a no-change incremental sync of the default-selected streams must hit
+it exactly, stream by stream, with one worker and with eight: the worker pool lists
+each workspace's repositories ahead of its turn, and that must never cost a second
+listing or a repeated page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from tests.benchmark.minimum import minimum_requests
+from tests.emulator import Emulator, EmulatorConfig
+from tests.tap_helpers import TapResult, api_token_config, run_tap
+
+TOTALS = re.compile(r"Requests made: (\d+) in total \((.*)\)")
+
+
+def per_stream(result: TapResult) -> dict[str, int]:
+    """The tap's own per-stream request counts (its last log line)."""
+    found = [TOTALS.search(line) for line in result.stderr_lines]
+    matches = [m for m in found if m]
+    assert matches, "the tap logged no request totals"
+    counts = dict(part.split("=") for part in matches[-1].group(2).split(", "))
+    return {stream: int(n) for stream, n in counts.items()}
+
+
+def api_requests(emu: Emulator) -> list[str]:
+    return [
+        f"{e.path}?{e.query}"
+        for e in emu.request_log
+        if e.path.startswith("/2.0/") and e.method == "GET"
+    ]
+
+
+@dataclass
+class Run:
+    result: TapResult
+    served: list[str]  # the GET paths and queries the emulator answered
+    floor: dict[str, int]  # stream -> fewest requests possible
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[int, str], Run]:
+    """Full and no-change syncs with 1 and 8 workers, each pair on a fresh emulator."""
+    out: dict[tuple[int, str], Run] = {}
+    for workers in (1, 8):
+        with Emulator(EmulatorConfig()) as emu:
+            config = api_token_config(emu, max_workers=workers)
+            full = run_tap(config)
+            assert full.returncode == 0, full.stderr[-3000:]
+            floor = minimum_requests(emu.dataset, incremental_nochange=False)
+            out[(workers, "full")] = Run(full, api_requests(emu), floor)
+            emu.reset_log()
+            again = run_tap(config, state=full.last_state)
+            assert again.returncode == 0, again.stderr[-3000:]
+            floor = minimum_requests(emu.dataset, incremental_nochange=True)
+            out[(workers, "nochange")] = Run(again, api_requests(emu), floor)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+@pytest.mark.parametrize("kind", ["full", "nochange"])
+def test_requests_hit_the_floor_stream_by_stream(
+    workers: int,
+    kind: str,
+    runs: dict[tuple[int, str], Run],
+) -> None:
+    run = runs[(workers, kind)]
+    floor = {stream: n for stream, n in run.floor.items() if n}
+    assert per_stream(run.result) == floor
+    # The emulator saw exactly those requests: the tap's counter hides nothing.
+    assert len(run.served) == sum(floor.values())
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+@pytest.mark.parametrize("kind", ["full", "nochange"])
+def test_no_page_is_requested_twice(
+    workers: int,
+    kind: str,
+    runs: dict[tuple[int, str], Run],
+) -> None:
+    served = runs[(workers, kind)].served
+    repeated = {url: n for url, n in Counter(served).items() if n > 1}
+    assert repeated == {}
+
+
+def test_workers_make_the_same_requests_as_one_thread(
+    runs: dict[tuple[int, str], Run],
+) -> None:
+    for kind in ("full", "nochange"):
+        assert Counter(runs[(8, kind)].served) == Counter(runs[(1, kind)].served), kind
