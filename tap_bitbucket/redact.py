@@ -119,6 +119,13 @@ class _Redactor:
             pattern = self.pattern()
             if pattern is None:
                 return
+            # A record passes here up to three times (factory, logger and handler
+            # filters); formatting it again (a METRIC line is a json.dumps) is wasted
+            # unless its message or the secrets changed since.
+            checked = (pattern, record.msg, record.args)
+            previous = record.__dict__.get("_tap_bitbucket_redacted")
+            if previous is not None and all(a is b for a, b in zip(previous, checked, strict=True)):
+                return
             try:
                 message = record.getMessage()
             except Exception:
@@ -127,6 +134,7 @@ class _Redactor:
             if cleaned != message:
                 record.msg = cleaned
                 record.args = None
+            record.__dict__["_tap_bitbucket_redacted"] = (pattern, record.msg, record.args)
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:

@@ -73,6 +73,11 @@ WHERE: dict[str, dict[str, Any]] = {
     "child": {"path_regex": r"/pullrequests/\d+/comments$", "every": 7},
     "token": {"path_regex": r"/site/oauth2/access_token$", "every": 2},
 }
+# Each API request is held this long, so a sync of SCOPE outlasts several 1-second
+# tokens however fast the tap is (the tests below need refreshes in mid-sync).
+SLOW_MS = 15
+
+
 RETRY_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),\d+ \| INFO +\| tap_bitbucket +\| (\w+): retry \d+ "
     r"after (.*); waiting ([\d.]+)s \(resuming at (\d\d:\d\d:\d\d)\)$"
@@ -152,7 +157,7 @@ def test_fault_is_retried_on_list_child_and_token_requests(
     reference: Counter[tuple[str, str, str]],
 ) -> None:
     """One run per fault kind, hit at all three places (OAuth with 1-second tokens)."""
-    emu = make_emulator(token_lifetime_s=1)
+    emu = make_emulator(token_lifetime_s=1, latency_ms=SLOW_MS)
     settings = tmp_path / "oauth.json"
     config = oauth_code_config(emu, settings, **SCOPE)  # one token request: the exchange
     rules = {
@@ -287,7 +292,7 @@ def test_revoked_refresh_token_fails_with_one_line(
     tmp_path: Path,
     catalog: dict[str, Any],
 ) -> None:
-    emu = make_emulator(token_lifetime_s=1)
+    emu = make_emulator(token_lifetime_s=1, latency_ms=SLOW_MS)
     config = oauth_code_config(emu, tmp_path / "oauth.json", **SCOPE)
     rule = emu.add_fault(FaultRule("revoke", **WHERE["token"], count=1))
     run = run_tap(tmp_path, config, catalog=catalog)

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from tap_bitbucket.client import format_timestamp, parse_timestamp
+from tap_bitbucket.streams.batches import CHILD_BATCH
 from tests.emulator import Emulator, EmulatorConfig
 from tests.reliability_helpers import (
     ROOT,
@@ -275,7 +276,10 @@ def test_kill_points_spread_across_streams_and_repositories(
 
 def test_interrupted_pull_requests_resume_near_the_kill(make_emulator: Any, tmp_path: Path) -> None:
     """Killed in the middle of acme/api's pull requests, the rerun asks Bitbucket only for
-    pull requests updated since the bookmark minus the look-back, not since start_date."""
+    pull requests updated since the bookmark minus the look-back, not since start_date.
+
+    The bookmark moves once per batch of CHILD_BATCH pull requests (after their children
+    ran), so the kill lands inside the second batch."""
     emu = make_emulator()
     config = api_token_config(
         emu, repositories=["acme/api"], max_workers=1, state_interval_seconds=0
@@ -284,11 +288,11 @@ def test_interrupted_pull_requests_resume_near_the_kill(make_emulator: Any, tmp_
     clean = run_tap(tmp_path, config, catalog=catalog, name="clean")
     assert clean.returncode == 0, clean.stderr[-2000:]
     prs = [m for m in clean.records if m["stream"] == "pull_requests"]
-    assert len(prs) > 50  # more than one page
+    assert len(prs) > CHILD_BATCH + 2  # more than one page, and one batch
     kill_at = next(
         i
         for i, m in enumerate(clean.records, 1)
-        if m["stream"] == "pull_requests" and m is prs[len(prs) * 2 // 3]
+        if m["stream"] == "pull_requests" and m is prs[(CHILD_BATCH + len(prs)) // 2]
     )
     command = tap_command(tmp_path, config, catalog=catalog, name="killed")
     read = read_until_killed(command, tmp_path, kill_at)

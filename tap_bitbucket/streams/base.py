@@ -35,11 +35,19 @@ class IncrementalMixin(BitbucketStream):
         mark = self.bookmark(context)
         return format_timestamp(mark - overlap(self.config)) if mark else None
 
-    def promote_partition(self, context: Context | None) -> None:
+    def promote_partition(self, context: Context | None, *, final: bool = True) -> None:
+        """Turn the partition's progress markers into its bookmark.
+
+        ``final=False`` promotes in the middle of a partition (records so far are all
+        written): the starting value and the signpost stay for the rest of it.
+        """
         state = self.get_context_state(context)
         markers = state.pop("progress_markers", None) or {}
-        state.pop("starting_replication_value", None)
-        signpost = state.pop("replication_key_signpost", None)
+        if final:
+            state.pop("starting_replication_value", None)
+            signpost = state.pop("replication_key_signpost", None)
+        else:
+            signpost = state.get("replication_key_signpost")
         if "replication_key_value" in markers:
             new = markers["replication_key_value"]
             old = state.get("replication_key_value")

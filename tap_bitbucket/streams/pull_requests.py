@@ -17,6 +17,7 @@ from tap_bitbucket.client import (
     parse_timestamp,
 )
 from tap_bitbucket.streams.base import IncrementalMixin
+from tap_bitbucket.streams.batches import BatchChild, BatchedParent
 from tap_bitbucket.streams.repository import RepositoriesStream
 
 if t.TYPE_CHECKING:
@@ -29,13 +30,15 @@ ALL_STATES = ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"]
 CHILDREN_SINCE = "children_since"
 
 
-class PullRequestsStream(IncrementalMixin, RepoStream):
+class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
     """Pull requests: GET /repositories/{w}/{r}/pullrequests, all four states.
 
     * The list returns only OPEN PRs unless `state` is repeated (notes §8.1).
     * `pagelen` above 50 is a 400 here (notes §2.3).
     * `q=updated_on>=...` with `sort=updated_on` is honoured, so the scan starts at the
-      bookmark and state can advance record by record (resumable mid-repository).
+      bookmark (minus the look-back window).
+    * Children (comments, commits, tasks, diffstats) run once per batch of up to 50
+      emitted PRs, not once per PR; the bookmark moves after each batch's children.
     * The list omits reviewers and participants; `fields=+values.reviewers,...` adds
       them without a detail call per PR (notes §3.4).
     """
@@ -45,8 +48,9 @@ class PullRequestsStream(IncrementalMixin, RepoStream):
     primary_keys = ("repo_uuid", "id")
     replication_key = "updated_on"
     parent_stream_type = RepositoriesStream
-    is_sorted = True
-    check_sorted = False  # the look-back window re-reads a few older rows on purpose
+    # Sorted by updated_on, but declared unsorted so that the SDK keeps progress
+    # markers: the bookmark moves only after a batch's children ran (get_records).
+    is_sorted = False
     page_size = 50
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
     static_params: t.ClassVar[dict[str, str | list[str]]] = {
@@ -63,10 +67,12 @@ class PullRequestsStream(IncrementalMixin, RepoStream):
         return params
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        assert context is not None
         state = self.get_context_state(context)
         mark = self.bookmark(context)
-        # An interrupted run left its lower bound behind: keep using it, or children of
-        # PRs not yet reached would skip changes made before the partial bookmark.
+        # Children read what changed after the bookmark this run started from. An
+        # interrupted run leaves it in state, so a resumed run keeps using it: children
+        # of PRs not reached before the kill may have changed before the new bookmark.
         if CHILDREN_SINCE not in state:
             state[CHILDREN_SINCE] = mark.isoformat() if mark else None
         # Keys (id@updated_on) already emitted inside the look-back window: re-read on
@@ -74,6 +80,7 @@ class PullRequestsStream(IncrementalMixin, RepoStream):
         seen = set(state.get("recent_keys") or [])
         window = overlap(self.config)
         recent: list[tuple[datetime, str]] = []
+        self.start_batches()
         for row in self.request_records(context):
             updated = row.get("updated_on")
             stamp = parse_timestamp(updated) if updated else None
@@ -86,28 +93,31 @@ class PullRequestsStream(IncrementalMixin, RepoStream):
                 newest = recent[-1][0]
                 while recent and recent[0][0] < newest - window:
                     recent.pop(0)
+            if self.batch_full():
+                self._run_batch(context, state)
+        self._run_batch(context, state)
         state.pop(CHILDREN_SINCE, None)
         if recent:
             state["recent_keys"] = [key for _, key in recent]
+        self.promote_partition(context)
 
-    def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
-        assert context is not None
-        state = self.get_context_state(context)
-        return {
-            "workspace_slug": context["workspace_slug"],
-            "repo_slug": context["repo_slug"],
-            "repo_uuid": context["repo_uuid"],
-            "pull_request_id": record["id"],
-            "since": state.get(CHILDREN_SINCE),
-        }
+    def _run_batch(self, context: Context, state: dict[str, t.Any]) -> None:
+        """Run the children for the PRs emitted since the last batch, then let the
+        bookmark move up to those PRs (never past a PR whose children have not run)."""
+        self.run_batch(context, since=state.get(CHILDREN_SINCE))
+        self.promote_partition(context, final=False)
+        # Offer the moved bookmark now: the SDK writes STATE only when a partition ends.
+        self._tap.state_writer.write_state(self.tap_state)
 
 
-class PullRequestChildStream(RepoStream):
-    """Base of the PR children: they run only for PRs emitted in this run."""
+class PullRequestChildStream(BatchChild):
+    """Base of the PR children: one partition per batch of emitted PRs of a repository
+    (so children of unchanged PRs cost no request); state per repository."""
 
     parent_stream_type = PullRequestsStream
     state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "pull_request_id")
+    batch_key = "pull_request_id"
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
     replication_key: str | None = None
 
@@ -132,7 +142,7 @@ class UpdatedSincePullRequestChild(IncrementalMixin, PullRequestChildStream):
         return params
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        return self.records_then_promote(self.request_records(context), context)
+        return self.records_then_promote(self.rows_of_each_parent(context), context)
 
 
 class PullRequestCommentsStream(UpdatedSincePullRequestChild):
@@ -249,7 +259,7 @@ class PullRequestCommitsStream(IncrementalMixin, PullRequestChildStream):
         since = self.since(context)
         rows = (
             r
-            for r in self.request_records(context)
+            for r in self.rows_of_each_parent(context)
             if since is None or _newer(r.get("date"), since)
         )
         return self.records_then_promote(rows, context)
