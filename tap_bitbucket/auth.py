@@ -32,14 +32,11 @@ import webbrowser
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import filelock
 import requests
-from cryptography.exceptions import InvalidKey
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from singer_sdk import typing as th
 from singer_sdk.authenticators import (
     APIAuthenticatorBase,
@@ -49,6 +46,9 @@ from singer_sdk.authenticators import (
 
 from tap_bitbucket.errors import AuthError, ConfigError
 from tap_bitbucket.redact import basic_auth_value, redact
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 __all__ = [
     "AUTH_PROPERTIES",
@@ -714,6 +714,11 @@ class OAuthSettingsStore:
         )
 
     def _fernet(self, salt: bytes, params: Mapping[str, int]) -> Fernet:
+        # Imported here: only an encrypted settings file needs it, and loading the
+        # library costs every run of the tap ~30 ms.
+        from cryptography.fernet import Fernet  # noqa: PLC0415
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415
+
         cached = self._fernets.get(salt)
         if cached is not None:
             return cached
@@ -813,6 +818,9 @@ class OAuthSettingsStore:
             raise self._problem("the encrypted envelope is damaged") from None
         if not salt or params["n"] > 2**20 or params["r"] > 32 or params["p"] > 16:
             raise self._problem("the encrypted envelope is damaged")
+        from cryptography.exceptions import InvalidKey  # noqa: PLC0415
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415
+
         try:
             plain = self._fernet(salt, params).decrypt(token)
         except (InvalidToken, InvalidKey):
