@@ -1,11 +1,12 @@
 """Repositories synced concurrently on a bounded pool, written by one thread.
 
-Each repository's child streams run in a worker thread on a private copy of the tap
-(its own stream objects, so no SDK stream is shared between threads), with a writer
-that buffers messages instead of printing them. The main thread takes the results in
-repository order: it writes the buffered messages, then merges that repository's
-state partitions and writes a STATE message. So output lines are never interleaved,
-and STATE never runs ahead of the records already written.
+Each selected child stream of a repository (with its own children) is one unit of work,
+run in a worker thread on a private copy of the tap (its own stream objects, so no SDK
+stream is shared between threads), with a writer that buffers messages instead of
+printing them. The main thread takes the results in repository order, and in stream
+order within a repository: it writes the buffered messages, merges the state
+partitions, and once the repository is complete writes a STATE message. So output
+lines are never interleaved, and STATE never runs ahead of the records already written.
 
 Every worker shares the tap's one :class:`~tap_bitbucket.runtime.Runtime`: the same
 authenticator (one OAuth token), the same pacer, the same request counters.

@@ -149,8 +149,9 @@ SETTINGS = th.PropertiesList(
         th.IntegerType,
         default=4,
         description=(
-            "Repositories synced at once on a bounded thread pool (1 = strictly one request "
-            "at a time). Output order and STATE stay as with 1; the pacer is shared."
+            "Requests in flight at once: the child streams of repositories run on a bounded "
+            "thread pool of this size (1 = strictly one request at a time). Output order "
+            "and STATE stay as with 1; the pacer is shared."
         ),
     ),
     th.Property(
