@@ -1,0 +1,444 @@
+"""The authenticators: one per tap, shared by every stream and thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import requests
+from singer_sdk.authenticators import (
+    APIAuthenticatorBase,
+    BasicAuthenticator,
+    BearerTokenAuthenticator,
+)
+
+from tap_bitbucket.auth.browser import run_browser_flow
+from tap_bitbucket.auth.constants import LOGGER, LOGIN_HINT
+from tap_bitbucket.auth.settings import (
+    SECRET_SETTINGS,
+    OAuthOptions,
+    infer_auth_scheme,
+    str_setting,
+    validate_auth_config,
+)
+from tap_bitbucket.auth.store import OAuthSettingsStore, TokenSet, verifier_digest
+from tap_bitbucket.auth.token_endpoint import OAuthGrantError, TokenEndpoint
+from tap_bitbucket.errors import AuthError, ConfigError
+from tap_bitbucket.redact import basic_auth_value
+
+# --------------------------------------------------------------------------------------
+# The authenticator
+# --------------------------------------------------------------------------------------
+
+
+def _bearer_of(response: requests.Response | None) -> str | None:
+    request = getattr(response, "request", None)
+    header = request.headers.get("Authorization") if request is not None else None
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if isinstance(header, str) and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+class BitbucketAuth(APIAuthenticatorBase):
+    """The tap's single authenticator; safe to share between streams and threads."""
+
+    def __init__(self, scheme: str, *, logger: logging.Logger | None = None) -> None:
+        super().__init__()
+        self._scheme = scheme
+        self.logger = logger or LOGGER
+        self._lock = threading.RLock()
+        self._secret_values: tuple[str, ...] = ()
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    def prepare(self) -> None:
+        """Acquire usable credentials up front (no-op for static credentials)."""
+
+    def handle_unauthorized(self, response: requests.Response) -> bool:
+        """A 401 arrived: refresh once if this scheme can; True means "retry the request"."""
+        return False
+
+    def unauthorized_message(self) -> str:
+        """One line for a 401 that :meth:`handle_unauthorized` could not fix."""
+        return "Bitbucket rejected the credentials (HTTP 401); check the auth settings."
+
+    def secret_values(self) -> list[str]:
+        """Every secret known now (config secrets and live tokens), for redaction."""
+        return list(self._secret_values)
+
+    def _remember(self, *values: str | None) -> None:
+        new = [v for v in values if v and v not in self._secret_values]
+        if new:
+            with self._lock:
+                self._secret_values = (*self._secret_values, *new)
+
+    def _authorization(self) -> str:
+        raise NotImplementedError
+
+    def authenticate_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        value = self._authorization()
+        self.auth_headers["Authorization"] = value
+        request.headers["Authorization"] = value
+        return request
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return self.authenticate_request(r)
+
+
+class _StaticAuth(BitbucketAuth):
+    """API token (Basic email:token) or access token (Bearer): nothing to refresh."""
+
+    def __init__(
+        self, scheme: str, config: Mapping[str, Any], *, logger: logging.Logger | None = None
+    ) -> None:
+        super().__init__(scheme, logger=logger)
+        inner: APIAuthenticatorBase
+        if scheme == "api_token":
+            username = str_setting(config, "username") or ""
+            api_token = str_setting(config, "api_token") or ""
+            inner = BasicAuthenticator(username=username, password=api_token)
+            self._remember(api_token, basic_auth_value(username, api_token))
+        else:
+            token = str_setting(config, "access_token") or ""
+            inner = BearerTokenAuthenticator(token=token)
+            self._remember(token)
+        self._header = str(inner.auth_headers["Authorization"])
+        self._remember(*_config_secrets(config))
+
+    def _authorization(self) -> str:
+        return self._header
+
+    def unauthorized_message(self) -> str:
+        if self.scheme == "api_token":
+            return (
+                "Bitbucket rejected the API token (HTTP 401); check that username is the "
+                "Atlassian account email and that api_token is valid, not expired, and has "
+                "the Bitbucket read scopes."
+            )
+        return (
+            "Bitbucket rejected the access token (HTTP 401); it may be expired or revoked: "
+            "create a new one and set access_token."
+        )
+
+
+def _config_secrets(config: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name in SECRET_SETTINGS:
+        value = config.get(name)
+        if isinstance(value, str) and value.strip():
+            out.extend({value, value.strip()})
+    return out
+
+
+class _OAuthClientAuth(BitbucketAuth):
+    """Client-credentials grant: a new token whenever the current one (in memory) expires."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        session: requests.Session | None,
+        logger: logging.Logger | None,
+    ) -> None:
+        super().__init__("oauth_client", logger=logger)
+        self.options = OAuthOptions.from_config(config)
+        self.endpoint = TokenEndpoint(
+            self.options, session=session, logger=self.logger
+        ).apply_retry_settings(config)
+        self._tokens: TokenSet | None = None
+        self._remember(*_config_secrets(config), *self.options.secrets())
+
+    def _fetch(self) -> None:
+        tokens = self.endpoint.client_credentials()
+        self._remember(*tokens.secrets())
+        self._tokens = tokens
+        self.logger.info(
+            "Obtained an OAuth access token (client credentials), valid %g s",
+            tokens.expires_in or 0,
+        )
+
+    def prepare(self) -> None:
+        with self._lock:
+            if self._tokens is None or not self._tokens.is_fresh(self.options.refresh_margin):
+                self._fetch()
+
+    def _authorization(self) -> str:
+        tokens = self._tokens
+        if tokens is None or not tokens.is_fresh(self.options.refresh_margin):
+            self.prepare()
+            tokens = self._tokens
+        assert tokens is not None and tokens.access_token
+        return f"Bearer {tokens.access_token}"
+
+    def handle_unauthorized(self, response: requests.Response) -> bool:
+        failed = _bearer_of(response)
+        with self._lock:
+            current = self._tokens
+            if (
+                current is not None
+                and current.access_token != failed
+                and current.is_fresh(self.options.refresh_margin)
+            ):
+                return True
+            self._fetch()
+            return True
+
+    def unauthorized_message(self) -> str:
+        return (
+            "Bitbucket rejected the client-credentials OAuth token even after requesting a "
+            "new one (HTTP 401); check the consumer's permissions and that it is private."
+        )
+
+
+class _OAuthCodeAuth(BitbucketAuth):
+    """Authorization-code grant with tokens persisted in the settings file."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        session: requests.Session | None,
+        logger: logging.Logger | None,
+    ) -> None:
+        super().__init__("oauth_code", logger=logger)
+        self.options = OAuthOptions.from_config(config)
+        self.endpoint = TokenEndpoint(
+            self.options, session=session, logger=self.logger
+        ).apply_retry_settings(config)
+        self.store = OAuthSettingsStore(
+            self.options.settings_location, self.options.settings_key, logger=self.logger
+        )
+        self._tokens: TokenSet | None = None
+        self._prepared = False
+        self._remember(*_config_secrets(config), *self.options.secrets())
+
+    # -- state -----------------------------------------------------------------------
+
+    def _adopt(self, tokens: TokenSet) -> None:
+        self._remember(*tokens.secrets())
+        self._tokens = tokens
+
+    def _check_owner(self, tokens: TokenSet | None) -> None:
+        if tokens is None or not tokens.client_id or not self.options.client_id:
+            return
+        if tokens.client_id != self.options.client_id:
+            raise AuthError(
+                f"The OAuth settings file {self.store.path} holds tokens of another OAuth "
+                "consumer than oauth_client_id; use the matching oauth_client_id, or delete "
+                "the file and run `tap-bitbucket-oauth login`."
+            )
+
+    def _save_and_adopt(self, tokens: TokenSet) -> None:
+        self.store.write(tokens)  # the rotated refresh token is safe before the token is used
+        self._adopt(tokens)
+
+    def _refresh_locked(self, disk: TokenSet | None) -> None:
+        """Refresh with the newest refresh token; the caller holds the settings-file lock."""
+        refresh_token = (disk.refresh_token if disk is not None else None) or (
+            self._tokens.refresh_token if self._tokens is not None else None
+        )
+        if not refresh_token:
+            raise AuthError(
+                "The OAuth access token expired and there is no refresh token to renew it; "
+                f"{LOGIN_HINT}."
+            )
+        self.store.check_writable()
+        fresh = self.endpoint.refresh(refresh_token)
+        previous = disk or self._tokens
+        if not fresh.refresh_token:
+            fresh = replace(fresh, refresh_token=refresh_token)
+        if previous is not None and previous.verifier_sha256:
+            fresh = replace(fresh, verifier_sha256=previous.verifier_sha256)
+        if fresh.scopes is None and previous is not None:
+            fresh = replace(fresh, scopes=previous.scopes)
+        self._save_and_adopt(fresh)
+        self.logger.info(
+            "Refreshed the OAuth access token (valid %g s); saved to %s",
+            fresh.expires_in or 0,
+            self.store.path,
+        )
+
+    def _refresh(self, rejected: str | None) -> bool:
+        """Make the in-memory token usable again; False when nothing could be done."""
+        with self.store.locked():
+            disk = self.store.read()
+            self._check_owner(disk)
+            if (
+                disk is not None
+                and disk.access_token
+                and disk.access_token != rejected
+                and disk.is_fresh(self.options.refresh_margin)
+            ):
+                # Another process already rotated the tokens: use them, do not refresh again
+                # (that would burn the refresh token the other process just saved).
+                self._adopt(disk)
+                return True
+            if not ((disk and disk.refresh_token) or (self._tokens and self._tokens.refresh_token)):
+                return False
+            self._refresh_locked(disk)
+            return True
+
+    # -- interface -------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        with self._lock:
+            self._prepare_locked()
+            self._prepared = True
+
+    def _prepare_locked(self) -> None:
+        options = self.options
+        if options.initiate == "OFF":
+            if not options.access_token:
+                raise ConfigError("oauth_access_token", "is required when initiate_oauth is OFF")
+            self._adopt(TokenSet(access_token=options.access_token))
+            return
+        options.require_client()
+        margin = options.refresh_margin
+        with self.store.locked():
+            disk = self.store.read()
+            self._check_owner(disk)
+            usable_disk = disk if disk is not None and disk.has_tokens else None
+            if options.verifier:
+                digest = verifier_digest(options.verifier)
+                if usable_disk is None or usable_disk.verifier_sha256 != digest:
+                    try:
+                        tokens = self.endpoint.exchange_code(options.verifier, options.redirect_uri)
+                    except OAuthGrantError as exc:
+                        if exc.error != "invalid_grant" or usable_disk is None:
+                            raise
+                        self.logger.warning(
+                            "oauth_verifier was rejected (probably already used); using the "
+                            "tokens of the settings file %s",
+                            self.store.path,
+                        )
+                        usable_disk = replace(usable_disk, verifier_sha256=digest)
+                        if usable_disk.is_fresh(margin):
+                            self._save_and_adopt(usable_disk)
+                            return
+                    else:
+                        self._save_and_adopt(replace(tokens, verifier_sha256=digest))
+                        self.logger.info(
+                            "Exchanged oauth_verifier for OAuth tokens; saved to %s",
+                            self.store.path,
+                        )
+                        return
+            if usable_disk is not None:
+                self._adopt(usable_disk)
+                self.logger.info("Using the OAuth tokens of %s", self.store.path)
+                if usable_disk.is_fresh(margin):
+                    return
+                try:
+                    self._refresh_locked(usable_disk)
+                    return
+                except OAuthGrantError as exc:
+                    if options.initiate != "GETANDREFRESH" or exc.error != "invalid_grant":
+                        raise
+                    self.logger.warning(
+                        "The saved OAuth refresh token was rejected; starting the browser flow."
+                    )
+            elif options.refresh_token:
+                self._adopt(
+                    TokenSet(
+                        access_token=options.access_token,
+                        refresh_token=options.refresh_token,
+                        client_id=options.client_id,
+                    )
+                )
+                try:
+                    self._refresh_locked(None)
+                    return
+                except OAuthGrantError as exc:
+                    if options.initiate != "GETANDREFRESH" or exc.error != "invalid_grant":
+                        raise
+                    self.logger.warning(
+                        "oauth_refresh_token was rejected; starting the browser flow."
+                    )
+            elif options.access_token and options.initiate != "GETANDREFRESH":
+                self.logger.warning(
+                    "Only oauth_access_token is set (no refresh token, no settings file): it "
+                    "is used as is and cannot be refreshed."
+                )
+                self._adopt(TokenSet(access_token=options.access_token))
+                return
+        if options.initiate == "GETANDREFRESH":
+            tokens = run_browser_flow(options, self.endpoint, logger=self.logger)
+            self._remember(*tokens.secrets())
+            with self.store.locked():
+                self._save_and_adopt(tokens)
+            self.logger.info("Saved the OAuth tokens to %s", self.store.path)
+            return
+        raise AuthError(
+            f"No OAuth tokens: the settings file {self.store.path} does not exist or is empty "
+            "and neither oauth_verifier nor oauth_refresh_token is set; run "
+            "`tap-bitbucket-oauth login`, set oauth_verifier, or set initiate_oauth to "
+            "GETANDREFRESH."
+        )
+
+    def _can_refresh(self) -> bool:
+        return self.options.initiate != "OFF"
+
+    def _authorization(self) -> str:
+        tokens = self._tokens
+        margin = self.options.refresh_margin
+        if not (self._prepared and tokens is not None and tokens.is_fresh(margin)):
+            with self._lock:
+                if not self._prepared:
+                    self.prepare()
+                tokens = self._tokens
+                if tokens is not None and not tokens.is_fresh(margin) and self._can_refresh():
+                    self._refresh(rejected=None)
+                    tokens = self._tokens
+        if tokens is None or not tokens.access_token:
+            raise AuthError(f"No OAuth access token is available; {LOGIN_HINT}.")
+        return f"Bearer {tokens.access_token}"
+
+    def handle_unauthorized(self, response: requests.Response) -> bool:
+        if not self._can_refresh():
+            return False
+        failed = _bearer_of(response)
+        with self._lock:
+            current = self._tokens
+            if (
+                current is not None
+                and current.access_token
+                and failed is not None
+                and current.access_token != failed
+                and current.is_fresh(self.options.refresh_margin)
+            ):
+                return True  # another thread already replaced the rejected token
+            return self._refresh(rejected=failed)
+
+    def unauthorized_message(self) -> str:
+        if not self._can_refresh():
+            return (
+                "Bitbucket rejected oauth_access_token (HTTP 401) and initiate_oauth is OFF, "
+                "so it is never refreshed; supply a valid oauth_access_token or set "
+                "initiate_oauth to REFRESH with a refresh token or settings file."
+            )
+        return (
+            "Bitbucket rejected the OAuth access token even after a refresh (HTTP 401); check "
+            f"the consumer's permissions, or {LOGIN_HINT}."
+        )
+
+
+def build_authenticator(
+    config: Mapping[str, Any],
+    *,
+    session: requests.Session | None = None,
+    logger: logging.Logger | None = None,
+) -> BitbucketAuth:
+    """Validate the auth settings and return the tap's authenticator (no network call)."""
+    validate_auth_config(config)
+    scheme = infer_auth_scheme(config)
+    if scheme in {"api_token", "access_token"}:
+        return _StaticAuth(scheme, config, logger=logger)
+    if scheme == "oauth_client":
+        return _OAuthClientAuth(config, session=session, logger=logger)
+    return _OAuthCodeAuth(config, session=session, logger=logger)
