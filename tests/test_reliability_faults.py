@@ -78,6 +78,11 @@ WHERE: dict[str, dict[str, Any]] = {
 SLOW_MS = 15
 
 
+TOKEN_RETRY_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),\d+ \| WARNING +\| tap_bitbucket[.\w]* +\| OAuth token "
+    r"request \(refresh_token\) failed \(.*\); retrying in ([\d.]+) s \(resuming at "
+    r"(\d\d:\d\d:\d\d), attempt 2 of \d+\)$"
+)
 RETRY_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),\d+ \| INFO +\| tap_bitbucket +\| (\w+): retry \d+ "
     r"after (.*); waiting ([\d.]+)s \(resuming at (\d\d:\d\d:\d\d)\)$"
@@ -181,6 +186,14 @@ def test_fault_is_retried_on_list_child_and_token_requests(
     # API retries are logged at INFO, one line per wait, with the time it resumes.
     lines = retry_lines(run)
     assert sorted(m.group(2) for m in lines) == ["pull_request_comments", "pull_requests"]
+    # The token endpoint's retry says the same: one WARNING with the wait and resume time.
+    token_lines = [m for line in run.stderr.splitlines() if (m := TOKEN_RETRY_LINE.match(line))]
+    assert len(token_lines) == 1, run.stderr[-2000:]
+    logged_at, wait, resume = token_lines[0].groups()
+    start = datetime.strptime(logged_at, "%H:%M:%S")
+    assert (
+        start <= datetime.strptime(resume, "%H:%M:%S") <= start + timedelta(seconds=float(wait) + 1)
+    )
     if kind.startswith("429"):
         for line in lines:
             where = "list" if line.group(2) == "pull_requests" else "child"

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -134,11 +135,14 @@ class TokenEndpoint:
             delay = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
             if wait is not None:
                 delay = min(max(wait, delay), self.max_retry_after)
+            resume = datetime.now(timezone.utc) + timedelta(seconds=delay)
             self.logger.warning(
-                "OAuth token request (%s) failed (%s); retrying in %.1f s (attempt %d of %d)",
+                "OAuth token request (%s) failed (%s); retrying in %.1f s "
+                "(resuming at %s, attempt %d of %d)",
                 grant,
                 last_problem,
                 delay,
+                resume.strftime("%H:%M:%S"),
                 attempt + 1,
                 self.attempts,
             )
