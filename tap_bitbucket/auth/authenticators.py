@@ -137,8 +137,11 @@ def _config_secrets(config: Mapping[str, Any]) -> list[str]:
     return out
 
 
-class _OAuthClientAuth(BitbucketAuth):
-    """Client-credentials grant: a new token whenever the current one (in memory) expires."""
+class _OAuthAuth(BitbucketAuth):
+    """What both OAuth grants share: the options, the token endpoint, the secrets."""
+
+    #: The auth scheme this grant implements (see SCHEMES).
+    grant: str
 
     def __init__(
         self,
@@ -147,13 +150,19 @@ class _OAuthClientAuth(BitbucketAuth):
         session: requests.Session | None,
         logger: logging.Logger | None,
     ) -> None:
-        super().__init__("oauth_client", logger=logger)
+        super().__init__(self.grant, logger=logger)
         self.options = OAuthOptions.from_config(config)
         self.endpoint = TokenEndpoint(
             self.options, session=session, logger=self.logger
         ).apply_retry_settings(config)
         self._tokens: TokenSet | None = None
         self._remember(*_config_secrets(config), *self.options.secrets())
+
+
+class _OAuthClientAuth(_OAuthAuth):
+    """Client-credentials grant: a new token whenever the current one (in memory) expires."""
+
+    grant = "oauth_client"
 
     def _fetch(self) -> None:
         tokens = self.endpoint.client_credentials()
@@ -197,8 +206,10 @@ class _OAuthClientAuth(BitbucketAuth):
         )
 
 
-class _OAuthCodeAuth(BitbucketAuth):
+class _OAuthCodeAuth(_OAuthAuth):
     """Authorization-code grant with tokens persisted in the settings file."""
+
+    grant = "oauth_code"
 
     def __init__(
         self,
@@ -207,17 +218,11 @@ class _OAuthCodeAuth(BitbucketAuth):
         session: requests.Session | None,
         logger: logging.Logger | None,
     ) -> None:
-        super().__init__("oauth_code", logger=logger)
-        self.options = OAuthOptions.from_config(config)
-        self.endpoint = TokenEndpoint(
-            self.options, session=session, logger=self.logger
-        ).apply_retry_settings(config)
+        super().__init__(config, session=session, logger=logger)
         self.store = OAuthSettingsStore(
             self.options.settings_location, self.options.settings_key, logger=self.logger
         )
-        self._tokens: TokenSet | None = None
         self._prepared = False
-        self._remember(*_config_secrets(config), *self.options.secrets())
 
     # -- state -----------------------------------------------------------------------
 
