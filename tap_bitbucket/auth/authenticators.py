@@ -290,6 +290,18 @@ class _OAuthCodeAuth(_OAuthAuth):
             self._refresh_locked(disk)
             return True
 
+    def _refresh_or_fall_back(self, saved: TokenSet | None, what: str) -> bool:
+        """Refresh; False when the refresh token was rejected and GETANDREFRESH lets the
+        browser flow get new tokens instead (any other failure is raised)."""
+        try:
+            self._refresh_locked(saved)
+        except OAuthGrantError as exc:
+            if self.options.initiate != "GETANDREFRESH" or exc.error != "invalid_grant":
+                raise
+            self.logger.warning("%s was rejected; starting the browser flow.", what)
+            return False
+        return True
+
     # -- interface -------------------------------------------------------------------
 
     def prepare(self) -> None:
@@ -339,15 +351,8 @@ class _OAuthCodeAuth(_OAuthAuth):
                 self.logger.info("Using the OAuth tokens of %s", self.store.path)
                 if usable_disk.is_fresh(margin):
                     return
-                try:
-                    self._refresh_locked(usable_disk)
+                if self._refresh_or_fall_back(usable_disk, "The saved OAuth refresh token"):
                     return
-                except OAuthGrantError as exc:
-                    if options.initiate != "GETANDREFRESH" or exc.error != "invalid_grant":
-                        raise
-                    self.logger.warning(
-                        "The saved OAuth refresh token was rejected; starting the browser flow."
-                    )
             elif options.refresh_token:
                 self._adopt(
                     TokenSet(
@@ -356,15 +361,8 @@ class _OAuthCodeAuth(_OAuthAuth):
                         client_id=options.client_id,
                     )
                 )
-                try:
-                    self._refresh_locked(None)
+                if self._refresh_or_fall_back(None, "oauth_refresh_token"):
                     return
-                except OAuthGrantError as exc:
-                    if options.initiate != "GETANDREFRESH" or exc.error != "invalid_grant":
-                        raise
-                    self.logger.warning(
-                        "oauth_refresh_token was rejected; starting the browser flow."
-                    )
             elif options.access_token and options.initiate != "GETANDREFRESH":
                 self.logger.warning(
                     "Only oauth_access_token is set (no refresh token, no settings file): it "
