@@ -35,6 +35,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
 
     from tap_bitbucket.streams.repository import RepositoriesStream
+    from tap_bitbucket.streams.workspace import WorkspacesStream
 
 LOGGER = logging.getLogger("tap_bitbucket")
 DEFAULT_API_URL = "https://api.bitbucket.org/2.0"
@@ -403,7 +404,7 @@ class TapBitbucket(Tap):
         include = [str(p) for p in self.config.get("repositories") or []]
         if not slugs and not include:
             return
-        from tap_bitbucket.streams.workspace import WorkspacesStream  # noqa: PLC0415
+        from tap_bitbucket.streams.workspace import workspace_slug  # noqa: PLC0415
 
         workspaces = t.cast("WorkspacesStream", self.streams["workspaces"])
         for slug in slugs:
@@ -411,10 +412,7 @@ class TapBitbucket(Tap):
         if not include:
             return
         if not slugs:  # every workspace the credential can see (GET /user/workspaces)
-            slugs = [
-                str((a.get("workspace") or {}).get("slug"))
-                for a in workspaces.request_records(None)
-            ]
+            slugs = [workspace_slug(a) for a in workspaces.accesses()]
 
         repositories = t.cast("RepositoriesStream", self.streams["repositories"])
         names: list[str] = []

@@ -97,3 +97,17 @@ def test_workers_make_the_same_requests_as_one_thread(
 ) -> None:
     for kind in ("full", "nochange"):
         assert Counter(runs[(8, kind)].served) == Counter(runs[(1, kind)].served), kind
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_scope_check_reuses_its_listings(workers: int) -> None:
+    """Include globs make the tap list /user/workspaces and the matching workspaces'
+    repositories before the sync, to fail fast on a glob that matches nothing; the
+    sync must use those lists instead of reading them again."""
+    with Emulator(EmulatorConfig()) as emu:
+        result = run_tap(api_token_config(emu, repositories=["acme/*"], max_workers=workers))
+        assert result.returncode == 0, result.stderr[-3000:]
+        served = api_requests(emu)
+    assert served.count("/2.0/user/workspaces?pagelen=100") == 1
+    repeated = {url: n for url, n in Counter(served).items() if n > 1}
+    assert repeated == {}

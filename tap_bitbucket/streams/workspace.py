@@ -51,14 +51,22 @@ class WorkspacesStream(BitbucketStream):
             return
         # The whole (short) list first: the worker pool lists the next workspace's
         # repositories while this one's run, so it must know which workspace is next.
-        accesses = list(self.request_records(context))
-        tap.visit_workspaces(_slug(a) for a in accesses)
+        accesses = self.accesses()
+        tap.visit_workspaces(workspace_slug(a) for a in accesses)
         for access in accesses:
             # The list item carries only uuid, slug and links: read the workspace itself
             # (one request per workspace) so the record has its name, dates and flags.
-            workspace = dict(self.workspace(_slug(access)))
+            workspace = dict(self.workspace(workspace_slug(access)))
             workspace["administrator"] = access.get("administrator")
             yield workspace
+
+    _accesses: list[dict[str, t.Any]] | None = None
+
+    def accesses(self) -> list[dict[str, t.Any]]:
+        """GET /user/workspaces, once per run (the up-front scope check reads it too)."""
+        if self._accesses is None:
+            self._accesses = list(self.request_records(None))
+        return self._accesses
 
     _fetched: dict[str, dict[str, t.Any]] | None = None
 
@@ -92,7 +100,8 @@ class WorkspacesStream(BitbucketStream):
         return {"workspace_slug": record["slug"], "workspace_uuid": record["uuid"]}
 
 
-def _slug(access: dict[str, t.Any]) -> str:
+def workspace_slug(access: dict[str, t.Any]) -> str:
+    """The slug of a GET /user/workspaces item (a workspace access, not a workspace)."""
     return str((access.get("workspace") or {}).get("slug"))
 
 
