@@ -62,7 +62,7 @@ class BatchedParent(BitbucketStream):
 
     def batch_ids(self) -> list[t.Any]:
         """Ids of the parents of the batch being run, in emitted order."""
-        return list(getattr(self, "_batch", []))
+        return self._batch
 
 
 class BatchChild(RepoStream):

@@ -95,15 +95,18 @@ class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
                     recent.pop(0)
             if self.batch_full():
                 self._run_batch(context, state)
-        self._run_batch(context, state)
+        # The last batch: the final promotion below, and the SDK's STATE at the end of
+        # the partition, follow it.
+        self.run_batch(context, since=state.get(CHILDREN_SINCE))
         state.pop(CHILDREN_SINCE, None)
         if recent:
             state["recent_keys"] = [key for _, key in recent]
         self.promote_partition(context)
 
     def _run_batch(self, context: Context, state: dict[str, t.Any]) -> None:
-        """Run the children for the PRs emitted since the last batch, then let the
-        bookmark move up to those PRs (never past a PR whose children have not run)."""
+        """Mid-repository: run the children for the PRs emitted since the last batch,
+        then let the bookmark move up to those PRs (never past a PR whose children have
+        not run)."""
         self.run_batch(context, since=state.get(CHILDREN_SINCE))
         self.promote_partition(context, final=False)
         # Offer the moved bookmark now: the SDK writes STATE only when a partition ends.
