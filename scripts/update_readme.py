@@ -66,7 +66,7 @@ def _cell(text: Any) -> str:
 
 
 def settings_table(info: dict[str, Any]) -> str:
-    from tap_bitbucket.tap import SETTINGS  # noqa: PLC0415
+    from tap_bitbucket.settings import SETTINGS  # noqa: PLC0415
 
     own = set(SETTINGS.to_dict()["properties"])
     properties: dict[str, dict[str, Any]] = info["settings"]["properties"]

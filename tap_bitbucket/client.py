@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import typing as t
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,13 +32,14 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_bitbucket.errors import APIError
 from tap_bitbucket.schemas import load_schema
+from tap_bitbucket.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from singer_sdk import Tap
 
-    from tap_bitbucket.runtime import Runtime
+    from tap_bitbucket.services import Services
 
 LOGGER = logging.getLogger("tap_bitbucket")
 
@@ -50,25 +51,6 @@ class SkipPartition(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse any Bitbucket timestamp (Z, offsets, 0-9 digit fractions) as aware UTC."""
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    match = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", text)
-    if match:
-        frac = (match.group(2) or "")[:7]
-        frac = frac.ljust(7, "0") if frac else ""
-        text = f"{match.group(1)}{frac}{match.group(3)}"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_timestamp(value: datetime) -> str:
-    """The form the tap writes to state and to ``q`` filters."""
-    return value.astimezone(timezone.utc).isoformat()
 
 
 # Both are fixed on the raw body, before parsing: two C-speed regex passes instead of a
@@ -203,6 +185,8 @@ class BitbucketStream(RESTStream[str | None]):
     static_params: t.ClassVar[dict[str, str | list[str]]] = {}
     #: Schema file name under tap_bitbucket/schemas (defaults to the stream name).
     schema_name: str | None = None
+    #: Context keys copied onto every record (the warehouse join keys).
+    context_keys: tuple[str, ...] = ()
 
     # `clean_body()` already strips NUL bytes and normalises timestamps at every depth, so
     # the SDK's recursive conformance pass would only re-walk each record (it took most
@@ -212,34 +196,45 @@ class BitbucketStream(RESTStream[str | None]):
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap, schema=load_schema(self.schema_name or self.name))
-
-    # -- wiring shared with the tap --------------------------------------------------
+        self._session: requests.Session | None = None
 
     @property
-    def runtime(self) -> Runtime:
-        return self._tap.runtime  # type: ignore[attr-defined,no-any-return]
+    def services(self) -> Services:
+        """What every stream shares: settings, transport, scope, listings, bookmarks.
+
+        The one place a stream reads its tap (issue 12: dependencies point one way);
+        the tap builds the services once per sync, on first use.
+        """
+        return t.cast("Services", self._tap.services)  # type: ignore[attr-defined]
 
     @property
     def url_base(self) -> str:
-        return self.runtime.api_url
+        return self.services.settings.api_url
 
     @property
     def authenticator(self) -> t.Any:
         # One authenticator per tap, shared by every stream and thread.
-        return self.runtime.authenticator
+        return self.services.transport.authenticator
 
     @property
     def requests_session(self) -> requests.Session:
-        return self.runtime.session()
+        if self._session is None:
+            self._session = self.services.transport.session(self.name)
+        return self._session
 
     @property
     def http_headers(self) -> dict[str, str]:
-        return {"Accept": "application/json", "User-Agent": self.runtime.user_agent}
+        return {"Accept": "application/json", "User-Agent": self.services.transport.user_agent}
 
     # -- requests --------------------------------------------------------------------
 
+    def paginator_for(self, context: Context | None) -> BitbucketPaginator:
+        """A new paginator for ``context``: also used to prefetch, so it reads nothing
+        but the context, the settings and the run's starting bookmarks."""
+        return BitbucketPaginator(self.services.settings.origin)
+
     def get_new_paginator(self) -> BitbucketPaginator:
-        return BitbucketPaginator(self.runtime.origin)
+        return self.paginator_for(dict(self.context) if self.context else None)
 
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
         params: dict[str, t.Any] = {"pagelen": self.page_size}
@@ -260,13 +255,6 @@ class BitbucketStream(RESTStream[str | None]):
             request.params = {}
         return request
 
-    def _request(
-        self,
-        prepared_request: requests.PreparedRequest,
-        context: Context | None,
-    ) -> requests.Response:
-        return self.runtime.send(self, prepared_request, context)
-
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
@@ -277,6 +265,8 @@ class BitbucketStream(RESTStream[str | None]):
             raise SkipPartition(
                 status, f"{self.tolerated_errors[status]} ({error_message(response)})"
             )
+        if status == HTTPStatus.UNAUTHORIZED:
+            raise self.services.transport.unauthorized(response)
         if status >= HTTPStatus.BAD_REQUEST:
             path = urlsplit(response.url).path
             hint = _HINTS.get(status, "")
@@ -284,18 +274,9 @@ class BitbucketStream(RESTStream[str | None]):
             raise APIError(msg)
         response_json(response)  # decode now, inside the retry policy
 
-    @property
-    def request_timeout(self) -> float:
-        """Seconds to wait for one answer (the SDK's `timeout` is 300 and an int).
-
-        A stalled socket should fail, and be retried, sooner; a float so that a
-        fractional setting never becomes 0.
-        """
-        return float(self.config.get("request_timeout_seconds") or 60)
-
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        """Retry policy: the runtime decides (tries for faults, a wait ceiling for 429)."""
-        return self.runtime.retrying(func, self.name)
+        """Retry policy: the transport's (tries for faults, a wait ceiling for 429)."""
+        return self.services.transport.retrying(func, self.name)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         values = response_json(response).get("values")
@@ -305,16 +286,49 @@ class BitbucketStream(RESTStream[str | None]):
             return
         yield from values
 
+    # -- prefetching (see tap_bitbucket/prefetch.py) ---------------------------------
+
+    def prefetch(self, context: Context) -> None:
+        """Have the worker pool fetch this stream's pages for ``context`` ahead of time.
+
+        The first URL is built exactly as the SDK's request loop will build it, and the
+        following pages come from :meth:`paginator_for`, with the SDK's rule that an
+        empty page ends the scan.
+        """
+        transport = self.services.transport
+        if not transport.prefetcher.enabled or self.ABORT_AT_RECORD_COUNT is not None:
+            return
+        first = self.get_http_request(page=PageContext(stream_context=context, next_page_token=None))
+        paginator = self.paginator_for(context)
+
+        def next_page(response: requests.Response) -> str | None:
+            body = response_json(response)
+            if body.get("values") == [] and not paginator.continue_if_empty(response):
+                return None
+            link = paginator.get_next(response) if paginator.has_more(response) else None
+            return _prepared_url(link) if link else None
+
+        def fetch(url: str) -> requests.Response | None:
+            prepared = requests.Request("GET", url, headers=self.http_headers).prepare()
+            response = transport.send(prepared, self.name)
+            if response.status_code == HTTPStatus.TOO_MANY_REQUESTS or response.status_code >= 500:
+                return None  # not final: the main thread's request retries it
+            if response.ok:
+                try:
+                    response_json(response)  # decoded here, off the main thread
+                except RetriableAPIError:
+                    return None
+            return response
+
+        transport.prefetcher.submit(_prepared_url(first.url), fetch, next_page)
+
     # -- records ---------------------------------------------------------------------
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         try:
             yield from super().request_records(context)
         except SkipPartition as skip:
-            self.runtime.warn_skip(self.name, context, skip)
-        except (RetriableAPIError, requests.RequestException) as exc:
-            # The retries are spent: one line naming the path and the last error.
-            raise APIError(self.runtime.give_up_message(self.name, exc)) from None
+            warn_skip(self.name, context, skip)
 
     def post_process(
         self, row: dict[str, t.Any], context: Context | None = None
@@ -325,36 +339,50 @@ class BitbucketStream(RESTStream[str | None]):
                     row[key] = context[key]
         return self.transform(row, context)
 
-    def sync_children_of(self, child_context: Context, only: tuple[str, ...] = ()) -> None:
-        """Run the selected child streams for a parent record that is not emitted."""
-        for child in self.child_streams:
-            if only and child.name not in only:
-                continue
-            if child.selected or child.has_selected_descendents:
-                child.sync(context=child_context)
+    def passes_stream_maps(self, row: dict[str, t.Any], context: Context | None) -> bool:
+        """Whether the stream maps keep this record (the SDK's own test, before it syncs
+        a record's children), checked on a copy before the SDK sees the row."""
+        record = self.post_process(dict(row), context)
+        return record is not None and bool(self.stream_maps[0].get_filter_result(record))
 
-    #: Context keys copied onto every record (the warehouse join keys).
-    context_keys: tuple[str, ...] = ()
+    def selected_children(self) -> list[BitbucketStream]:
+        return [
+            t.cast("BitbucketStream", c)
+            for c in self.child_streams
+            if c.selected or c.has_selected_descendents
+        ]
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any] | None:
         """Stream-specific shaping after cleaning; return None to drop the row."""
         return row
 
 
-class RepoStream(BitbucketStream):
-    """A child of ``repositories``: one partition (and one bookmark) per repository."""
-
-    # The context is exactly (workspace_slug, repo_slug, repo_uuid), so each repository
-    # is one state partition. Streams whose context adds a PR id or pipeline uuid set
-    # state_partitioning_keys = ["repo_uuid"], so state never grows with PRs or commits.
-    context_keys: tuple[str, ...] = ("workspace_slug", "repo_slug", "repo_uuid")
+def _prepared_url(url: str) -> str:
+    """The URL as requests sends it (quoted): the key the main thread's request finds."""
+    return str(requests.Request("GET", url).prepare().url)
 
 
-# Bookmarks (replication values) that the tap manages itself, per partition.
-def overlap(config: Mapping[str, t.Any]) -> timedelta:
-    """Look-back applied to server-side `q` bookmarks (constructorfabric/insight: 5 min)."""
-    return timedelta(seconds=int(config.get("lookback_seconds", 300)))
+def warn_skip(stream_name: str, context: Mapping[str, t.Any] | None, skip: SkipPartition) -> None:
+    """The one WARNING of a tolerated error: the stream, where, the status and why."""
+    LOGGER.warning(
+        "Skipping stream '%s' for %s: HTTP %s, %s",
+        stream_name,
+        describe(context),
+        skip.status,
+        skip.reason,
+    )
 
+
+def describe(context: Mapping[str, t.Any] | None) -> str:
+    if not context:
+        return "the tap"
+    if "repo_slug" in context:
+        return f"repository {context.get('workspace_slug')}/{context['repo_slug']}"
+    if "project_key" in context:
+        return f"project {context.get('workspace_slug')}/{context['project_key']}"
+    if "workspace_slug" in context:
+        return f"workspace {context['workspace_slug']}"
+    return str(dict(context))
 
 def newest_first_stop(
     field: str | Callable[[dict[str, t.Any]], str | None],

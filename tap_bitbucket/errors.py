@@ -30,3 +30,21 @@ class APIError(TapBitbucketError):
     """Bitbucket answered with an error that the tap cannot skip."""
 
     exit_code = 1
+
+
+class GaveUp(APIError):
+    """A request failed on every try the retry policy allowed."""
+
+    def __init__(self, message: str, last_error: BaseException) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+
+
+class StateError(TapBitbucketError):
+    """The --state input cannot be used."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"Invalid state: {problem}. Fix or remove the state file (a sync without state "
+            "starts from start_date)."
+        )

@@ -5,8 +5,9 @@ messages than records (cProfile, 886 requests, 3,788 records):
 
 * the SDK writes a SCHEMA message every time a child stream starts a partition: once
   per repository and per PR, each one a recursive ``dataclasses.asdict`` of a large
-  schema. One SCHEMA per stream is enough for every target (identical repeats are
-  dropped; a changed schema is still written);
+  schema. One SCHEMA per stream is enough for every target: each stream's line is
+  serialised once and kept by stream name (never by ``id()`` of a schema, which a freed
+  object can hand to another: issue 12, bug 4); a changed schema is still written;
 * the SDK writes a STATE message after every child partition, deep-copying a state
   that grows with the number of repositories: quadratic in the repository count.
   :class:`ThrottledStateWriter` writes the newest state at most once per
@@ -24,7 +25,6 @@ import time
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
-from singer_sdk.helpers._state import StateWriter
 from singer_sdk.singerlib import SchemaMessage, StateMessage
 
 if t.TYPE_CHECKING:
@@ -37,7 +37,9 @@ class TapWriter(MsgSpecWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._schema_bytes: dict[int, bytes] = {}
+        # stream -> (the schema dict it was made from, its line). Holding the dict keeps
+        # the identity test below sound; an equal but new dict is compared by value.
+        self._schema_lines: dict[str, tuple[t.Any, bytes]] = {}
         self._written_schema: dict[str, bytes] = {}
 
     def serialize_message(self, message: t.Any) -> t.Any:
@@ -48,23 +50,23 @@ class TapWriter(MsgSpecWriter):
         return super().serialize_message(message)
 
     def _schema_line(self, message: SchemaMessage) -> bytes:
-        # Keyed by the schema object: the SDK passes the same dict for every partition.
-        key = id(message.schema)
-        line = self._schema_bytes.get(key)
-        if line is None:
-            # Serialised straight from the schema dict: the SDK's `to_dict()` is a
-            # recursive dataclasses.asdict() deep copy of the whole schema.
-            body: dict[str, t.Any] = {
-                "type": "SCHEMA",
-                "stream": message.stream,
-                "schema": message.schema,
-            }
-            if message.key_properties is not None:
-                body["key_properties"] = list(message.key_properties)
-            if message.bookmark_properties:
-                body["bookmark_properties"] = message.bookmark_properties
-            line = bytes(serialize_jsonl(body))
-            self._schema_bytes[key] = line
+        # The SDK passes the same dict for every partition of a stream: serialise it once.
+        known = self._schema_lines.get(message.stream)
+        if known is not None and (known[0] is message.schema or known[0] == message.schema):
+            return known[1]
+        # Serialised straight from the schema dict: the SDK's `to_dict()` is a
+        # recursive dataclasses.asdict() deep copy of the whole schema.
+        body: dict[str, t.Any] = {
+            "type": "SCHEMA",
+            "stream": message.stream,
+            "schema": message.schema,
+        }
+        if message.key_properties is not None:
+            body["key_properties"] = list(message.key_properties)
+        if message.bookmark_properties:
+            body["bookmark_properties"] = message.bookmark_properties
+        line = bytes(serialize_jsonl(body))
+        self._schema_lines[message.stream] = (message.schema, line)
         return line
 
     def write_message(self, message: t.Any) -> None:
@@ -84,11 +86,14 @@ class TapWriter(MsgSpecWriter):
         sys.stdout.buffer.flush()
 
 
-class ThrottledStateWriter(StateWriter):
-    """Writes the newest state at most once per ``interval`` seconds, and on flush."""
+class ThrottledStateWriter:
+    """Writes the newest state at most once per ``interval`` seconds, and on flush.
+
+    The tap's ``state_writer`` (the SDK's public property that streams write through);
+    it offers the same ``write_state`` as the SDK's writer.
+    """
 
     def __init__(self, message_writer: GenericSingerWriter[t.Any, t.Any], interval: float) -> None:
-        super().__init__(message_writer)
         self._writer = message_writer
         self.interval = interval
         self._last_write = 0.0

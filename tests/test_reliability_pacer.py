@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tap_bitbucket import runtime
+from tap_bitbucket import transport
 from tests.emulator import Emulator
 from tests.reliability_helpers import (
     FAST,
@@ -142,10 +142,10 @@ def test_no_rolling_hour_exceeds_requests_per_hour(monkeypatch: pytest.MonkeyPat
     virtual = types.SimpleNamespace(
         monotonic=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s)
     )
-    monkeypatch.setattr(runtime, "time", virtual)  # the runtime module's clock only
+    monkeypatch.setattr(transport, "time", virtual)  # the transport module's clock only
     for budget in (1000, 100, 25):
         clock[0] = 0.0
-        bucket = runtime.TokenBucket(budget)
+        bucket = transport.TokenBucket(budget)
         sent = []
         for _ in range(3 * budget):
             bucket.acquire()

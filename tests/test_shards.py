@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tap_bitbucket.streams.repository import shard_of
+from tap_bitbucket.scope import shard_of
 from tests.emulator import Emulator
 from tests.meltano_helpers import STREAMS
 

@@ -6,36 +6,35 @@ import typing as t
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import BitbucketPaginator, newest_first_stop, parse_timestamp
-from tap_bitbucket.streams.base import IncrementalMixin
-from tap_bitbucket.streams.repository import RepoChildStream
+from tap_bitbucket.client import BitbucketPaginator, newest_first_stop
+from tap_bitbucket.streams.repository import REPO_GONE, REPO_KEYS, RepoStream
+from tap_bitbucket.timestamps import newer_than
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
 _EMPTY = "the repository is empty (no commits yet)"
-_GONE = "the repository no longer exists (deleted during the sync?)"
 
 
-class BranchesStream(RepoChildStream):
+class BranchesStream(RepoStream):
     """Branches: GET /repositories/{w}/{r}/refs/branches (full table: no timestamp)."""
 
     name = "branches"
     path = "/repositories/{workspace_slug}/{repo_slug}/refs/branches"
     primary_keys = ("repo_uuid", "name")
-    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: _GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
 
 
-class TagsStream(RepoChildStream):
+class TagsStream(RepoStream):
     """Tags: GET /repositories/{w}/{r}/refs/tags (full table: tags can be deleted)."""
 
     name = "tags"
     path = "/repositories/{workspace_slug}/{repo_slug}/refs/tags"
     primary_keys = ("repo_uuid", "name")
-    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: _GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
 
 
-class CommitsStream(IncrementalMixin, RepoChildStream):
+class CommitsStream(RepoStream):
     """Commits: GET /repositories/{w}/{r}/commits, newest-first scan to the bookmark.
 
     Bitbucket accepts and ignores `q` and `sort` here and always answers in
@@ -49,30 +48,24 @@ class CommitsStream(IncrementalMixin, RepoChildStream):
     primary_keys = ("repo_uuid", "hash")
     replication_key = "date"
     is_sorted = False
-    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: _GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
 
-    def get_new_paginator(self) -> BitbucketPaginator:
-        context = self.context
-        mark = self.bookmark(dict(context) if context else None)
+    def paginator_for(self, context: Context | None) -> BitbucketPaginator:
+        mark = self.services.bookmarks.start(self.name, context or {})
         return BitbucketPaginator(
-            self.runtime.origin, stop_after_page=newest_first_stop("date", mark)
+            self.services.settings.origin, stop_after_page=newest_first_stop("date", mark)
         )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        mark = self.bookmark(context)
-        rows = (
-            row
-            for row in self.request_records(context)
-            if mark is None or (row.get("date") and parse_timestamp(row["date"]) > mark)
-        )
-        return self.records_then_promote(rows, context)
+        mark = self.services.bookmarks.start(self.name, context or {})
+        return (r for r in self.request_records(context) if newer_than(r.get("date"), mark))
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         assert context is not None
-        return {**_repo_keys(context), "commit_hash": record["hash"]}
+        return {**{k: context[k] for k in REPO_KEYS}, "commit_hash": record["hash"]}
 
 
-class CommitStatusesStream(RepoChildStream):
+class CommitStatusesStream(RepoStream):
     """Build statuses of each new commit: GET .../commit/{hash}/statuses.
 
     One request per commit, so it is not selected by default (see README: cost).
@@ -85,8 +78,5 @@ class CommitStatusesStream(RepoChildStream):
     state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     selected_by_default = False
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "commit_hash")
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: REPO_GONE}
 
-
-def _repo_keys(context: Context) -> dict[str, t.Any]:
-    return {k: context[k] for k in ("workspace_slug", "repo_slug", "repo_uuid")}

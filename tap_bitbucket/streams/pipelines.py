@@ -7,16 +7,11 @@ from datetime import datetime
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import (
-    BitbucketPaginator,
-    RepoStream,
-    format_timestamp,
-    parse_timestamp,
-    response_json,
-)
-from tap_bitbucket.streams.base import IncrementalMixin
+from tap_bitbucket.client import BitbucketPaginator, response_json
+from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
-from tap_bitbucket.streams.repository import RepositoriesStream
+from tap_bitbucket.streams.repository import RepositoriesStream, RepoStream
+from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -25,8 +20,6 @@ if t.TYPE_CHECKING:
 
 _NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
 _REDACTED = "<redacted>"
-# A pipeline that had not finished at the last sync is re-read until it finishes.
-RUNNING = "running"
 
 
 def is_finished(pipeline: dict[str, t.Any]) -> bool:
@@ -34,7 +27,7 @@ def is_finished(pipeline: dict[str, t.Any]) -> bool:
     return str(state.get("name", "")).upper() == "COMPLETED"
 
 
-class PipelinesStream(IncrementalMixin, BatchedParent, RepoStream):
+class PipelinesStream(BatchedParent, RepoStream):
     """Pipelines: GET /repositories/{w}/{r}/pipelines, newest-first scan to the bookmark.
 
     * Bitbucket ignores `q` here; `sort=-created_on` works, but the `next` link drops
@@ -42,7 +35,7 @@ class PipelinesStream(IncrementalMixin, BatchedParent, RepoStream):
     * ``created_on`` never changes, so it is the bookmark. Pipelines still running at
       the last sync are remembered (uuid and created_on, per repository) and emitted
       again once they complete; the scan reaches back to the oldest of them.
-    * Steps run per batch of emitted pipelines; the bookmark moves only at the end.
+    * Steps run per batch of emitted pipelines (streams/batches.py).
     """
 
     name = "pipelines"
@@ -50,21 +43,22 @@ class PipelinesStream(IncrementalMixin, BatchedParent, RepoStream):
     primary_keys = ("uuid",)
     replication_key = "created_on"
     parent_stream_type = RepositoriesStream
+    # Newest first: the bookmark can only move once the whole scan is written (the SDK
+    # keeps it in progress markers until the repository's partition ends).
     is_sorted = False
     static_params: t.ClassVar[dict[str, str | list[str]]] = {"sort": "-created_on"}
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
     batch_id_field = "uuid"
+    ids_key = "pipeline_uuids"
 
     def _floor(self, context: Context | None) -> datetime | None:
-        mark = self.bookmark(context)
-        running = self.get_context_state(context).get(RUNNING) or {}
-        stamps = [parse_timestamp(v) for v in running.values()]
-        if mark is None:
-            return None
-        return min([mark, *stamps])
+        marks = self.services.bookmarks
+        mark = marks.start(self.name, context or {})
+        stamps = [parse_timestamp(v) for v in marks.running(self.name, context or {}).values()]
+        return None if mark is None else min([mark, *stamps])
 
-    def get_new_paginator(self) -> BitbucketPaginator:
-        floor = self._floor(dict(self.context) if self.context else None)
+    def paginator_for(self, context: Context | None) -> BitbucketPaginator:
+        floor = self._floor(context)
 
         def past_floor(response: requests.Response) -> bool:
             values = response_json(response).get("values") or []
@@ -73,37 +67,39 @@ class PipelinesStream(IncrementalMixin, BatchedParent, RepoStream):
             )
 
         return BitbucketPaginator(
-            self.runtime.origin, stop_after_page=past_floor, restore_params={"sort": "-created_on"}
+            self.services.settings.origin,
+            stop_after_page=past_floor,
+            restore_params={"sort": "-created_on"},
         )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         assert context is not None
-        state = self.get_context_state(context)
-        mark = self.bookmark(context)
-        running: dict[str, str] = dict(state.get(RUNNING) or {})
+        mark = self.services.bookmarks.start(self.name, context)
+        running = self.services.bookmarks.running(self.name, context)
         still_running: dict[str, str] = {}
         floor = self._floor(context)
-        self.start_batches()
-        for row in self.request_records(context):
-            created = row.get("created_on")
-            if not created:
-                continue
-            stamp = parse_timestamp(created)
-            uuid = str(row.get("uuid"))
-            if floor is not None and stamp < floor:
-                break
-            is_new = mark is None or stamp > mark
-            finished_now = uuid in running and is_finished(row)
-            if not is_finished(row):
-                still_running[uuid] = format_timestamp(stamp)
-            if is_new or finished_now:
-                yield row
-                if self.batch_full():
-                    self.run_batch(context)
-        self.run_batch(context)
+        newest = [mark] if mark else []
+
+        def wanted() -> Iterable[dict[str, t.Any]]:
+            for row in self.request_records(context):
+                created = row.get("created_on")
+                if not created:
+                    continue
+                stamp = parse_timestamp(created)
+                newest.append(stamp)
+                uuid = str(row.get("uuid"))
+                if floor is not None and stamp < floor:
+                    break
+                if not is_finished(row):
+                    still_running[uuid] = format_timestamp(stamp)
+                if mark is None or stamp > mark or (uuid in running and is_finished(row)):
+                    yield row
+
+        yield from self.in_batches(wanted(), context)
         # Running pipelines older than the scan floor cannot exist: the floor covers them.
-        state[RUNNING] = still_running
-        self.promote_partition(context)
+        bookmarks.end_pipelines(
+            self.get_context_state(context), still_running, max(newest, default=None)
+        )
 
 
 class PipelineStepsStream(BatchChild):
@@ -119,9 +115,9 @@ class PipelineStepsStream(BatchChild):
     primary_keys = ("uuid",)
     replication_key = None
     parent_stream_type = PipelinesStream
-    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "pipeline_uuid")
     batch_key = "pipeline_uuid"
+    ids_key = PipelinesStream.ids_key
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:

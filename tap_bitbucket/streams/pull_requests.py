@@ -9,28 +9,20 @@ from datetime import datetime
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import (
-    BitbucketPaginator,
-    RepoStream,
-    newest_first_stop,
-    overlap,
-    parse_timestamp,
-)
-from tap_bitbucket.streams.base import IncrementalMixin
+from tap_bitbucket.client import BitbucketPaginator, newest_first_stop
+from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
-from tap_bitbucket.streams.repository import RepositoriesStream
+from tap_bitbucket.streams.repository import RepositoriesStream, RepoStream
+from tap_bitbucket.timestamps import newer_than, parse_timestamp
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
 _GONE = "the repository or pull request no longer exists"
 ALL_STATES = ["OPEN", "MERGED", "DECLINED", "SUPERSEDED"]
-# Child streams of a changed PR read only what changed after this instant: the PR
-# bookmark at the start of the run (kept in state until the repository is done).
-CHILDREN_SINCE = "children_since"
 
 
-class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
+class PullRequestsStream(BatchedParent, RepoStream):
     """Pull requests: GET /repositories/{w}/{r}/pullrequests, all four states.
 
     * The list returns only OPEN PRs unless `state` is repeated (notes §8.1).
@@ -38,7 +30,7 @@ class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
     * `q=updated_on>=...` with `sort=updated_on` is honoured, so the scan starts at the
       bookmark (minus the look-back window).
     * Children (comments, commits, tasks, diffstats) run once per batch of up to 50
-      emitted PRs, not once per PR; the bookmark moves after each batch's children.
+      emitted PRs, before those PRs are written (streams/batches.py).
     * The list omits reviewers and participants; `fields=+values.reviewers,...` adds
       them without a detail call per PR (notes §3.4).
     """
@@ -48,9 +40,11 @@ class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
     primary_keys = ("repo_uuid", "id")
     replication_key = "updated_on"
     parent_stream_type = RepositoriesStream
-    # Sorted by updated_on, but declared unsorted so that the SDK keeps progress
-    # markers: the bookmark moves only after a batch's children ran (get_records).
-    is_sorted = False
+    is_sorted = True
+    # Sorted by Bitbucket (`sort=updated_on`), but a PR edited during the scan can come
+    # back later with a newer date and an older one can follow it: the bookmark may then
+    # step back (re-reading a little next time) instead of failing the sync.
+    check_sorted = False
     page_size = 50
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
     static_params: t.ClassVar[dict[str, str | list[str]]] = {
@@ -58,69 +52,56 @@ class PullRequestsStream(IncrementalMixin, BatchedParent, RepoStream):
         "sort": "updated_on",
         "fields": "+values.reviewers,+values.participants",
     }
+    ids_key = "pull_request_ids"
 
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> t.Any:
         params = super().get_url_params(context, next_page_token)
-        since = self.q_since(context)
+        since = self.services.bookmarks.since(self.name, context or {})
         if since:
             params["q"] = f"updated_on >= {since}"
         return params
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         assert context is not None
+        marks = self.services.bookmarks
         state = self.get_context_state(context)
-        mark = self.bookmark(context)
-        # Children read what changed after the bookmark this run started from. An
-        # interrupted run leaves it in state, so a resumed run keeps using it: children
-        # of PRs not reached before the kill may have changed before the new bookmark.
-        if CHILDREN_SINCE not in state:
-            state[CHILDREN_SINCE] = mark.isoformat() if mark else None
-        # Keys (id@updated_on) already emitted inside the look-back window: re-read on
-        # purpose to catch late writes, but not emitted twice.
-        seen = set(state.get("recent_keys") or [])
-        window = overlap(self.config)
+        mark = marks.start(self.name, context)
+        since = marks.children_since(self.name, context)
+        bookmarks.begin_pull_requests(state, since)
+        seen = marks.recent_keys(self.name, context)
+        window = marks.overlap
         recent: list[tuple[datetime, str]] = []
-        self.start_batches()
-        for row in self.request_records(context):
-            updated = row.get("updated_on")
-            stamp = parse_timestamp(updated) if updated else None
-            key = f"{row.get('id')}@{updated}"
-            if mark is not None and stamp is not None and stamp <= mark and key in seen:
-                continue
-            yield row
-            if stamp is not None:
-                recent.append((stamp, key))
-                newest = recent[-1][0]
-                while recent and recent[0][0] < newest - window:
-                    recent.pop(0)
-            if self.batch_full():
-                self._run_batch(context, state)
-        # The last batch: the final promotion below, and the SDK's STATE at the end of
-        # the partition, follow it.
-        self.run_batch(context, since=state.get(CHILDREN_SINCE))
-        state.pop(CHILDREN_SINCE, None)
-        if recent:
-            state["recent_keys"] = [key for _, key in recent]
-        self.promote_partition(context)
 
-    def _run_batch(self, context: Context, state: dict[str, t.Any]) -> None:
-        """Mid-repository: run the children for the PRs emitted since the last batch,
-        then let the bookmark move up to those PRs (never past a PR whose children have
-        not run)."""
-        self.run_batch(context, since=state.get(CHILDREN_SINCE))
-        self.promote_partition(context, final=False)
-        # Offer the moved bookmark now: the SDK writes STATE only when a partition ends.
-        self._tap.state_writer.write_state(self.tap_state)
+        def fresh() -> Iterable[dict[str, t.Any]]:
+            for row in self.request_records(context):
+                updated = row.get("updated_on")
+                stamp = parse_timestamp(updated) if updated else None
+                key = f"{row.get('id')}@{updated}"
+                if mark is not None and stamp is not None and stamp <= mark and key in seen:
+                    continue
+                if stamp is not None:
+                    recent.append((stamp, key))
+                    while recent and recent[0][0] < recent[-1][0] - window:
+                        recent.pop(0)
+                yield row
+
+        yield from self.in_batches(fresh(), context, since=since)
+        bookmarks.end_pull_requests(state, [key for _, key in recent])
 
 
 class PullRequestChildStream(BatchChild):
     """Base of the PR children: one partition per batch of emitted PRs of a repository
-    (so children of unchanged PRs cost no request); state per repository."""
+    (so children of unchanged PRs cost no request); state per repository.
+
+    What to read comes from the context's ``since``, the PR bookmark this run started
+    from; their own bookmarks (per repository, promoted by the SDK at the end of the
+    sync) only tell a target how far each child got.
+    """
 
     parent_stream_type = PullRequestsStream
-    state_partitioning_keys: t.ClassVar[list[str] | None] = ["repo_uuid"]
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "pull_request_id")
     batch_key = "pull_request_id"
+    ids_key = PullRequestsStream.ids_key
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
     replication_key: str | None = None
 
@@ -130,7 +111,7 @@ class PullRequestChildStream(BatchChild):
         return parse_timestamp(value) if value else None
 
 
-class UpdatedSincePullRequestChild(IncrementalMixin, PullRequestChildStream):
+class UpdatedSincePullRequestChild(PullRequestChildStream):
     """A PR child where Bitbucket honours `q` on updated_on: ask only for what changed
     after the PR bookmark this run started from (the context's ``since``)."""
 
@@ -143,9 +124,6 @@ class UpdatedSincePullRequestChild(IncrementalMixin, PullRequestChildStream):
         if since:
             params["q"] = f"updated_on > {since}"
         return params
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        return self.records_then_promote(self.rows_of_each_parent(context), context)
 
 
 class PullRequestCommentsStream(UpdatedSincePullRequestChild):
@@ -161,7 +139,7 @@ class PullRequestCommentsStream(UpdatedSincePullRequestChild):
     static_params: t.ClassVar[dict[str, str | list[str]]] = {"sort": "id"}
 
 
-class PullRequestActivityStream(IncrementalMixin, RepoStream):
+class PullRequestActivityStream(RepoStream):
     """PR activity of a repository: GET /repositories/{w}/{r}/pullrequests/activity.
 
     One newest-first walk covers every PR of the repository (notes §7, PostHog PR
@@ -181,20 +159,15 @@ class PullRequestActivityStream(IncrementalMixin, RepoStream):
     page_size = 50
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
 
-    def get_new_paginator(self) -> BitbucketPaginator:
-        mark = self.bookmark(dict(self.context) if self.context else None)
+    def paginator_for(self, context: Context | None) -> BitbucketPaginator:
+        mark = self.services.bookmarks.start(self.name, context or {})
         return BitbucketPaginator(
-            self.runtime.origin, stop_after_page=newest_first_stop(_activity_date, mark)
+            self.services.settings.origin, stop_after_page=newest_first_stop(_activity_date, mark)
         )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        mark = self.bookmark(context)
-        rows = (
-            row
-            for row in self.request_records(context)
-            if mark is None or _newer(_activity_date(row), mark)
-        )
-        return self.records_then_promote(rows, context)
+        mark = self.services.bookmarks.start(self.name, context or {})
+        return (r for r in self.request_records(context) if newer_than(_activity_date(r), mark))
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
         kind = next(
@@ -235,11 +208,7 @@ def _actor(body: t.Any) -> str:
     return str(who.get("uuid") if isinstance(who, dict) else "")
 
 
-def _newer(value: str | None, since: datetime) -> bool:
-    return bool(value) and parse_timestamp(str(value)) > since
-
-
-class PullRequestCommitsStream(IncrementalMixin, PullRequestChildStream):
+class PullRequestCommitsStream(PullRequestChildStream):
     """Commits of a PR: GET .../pullrequests/{id}/commits (iterator pagination).
 
     Empty when the source branch was deleted (notes §8.18); 404 if the source fork was
@@ -252,20 +221,15 @@ class PullRequestCommitsStream(IncrementalMixin, PullRequestChildStream):
     replication_key = "date"
     is_sorted = False
 
-    def get_new_paginator(self) -> BitbucketPaginator:
-        since = self.since(dict(self.context) if self.context else None)
+    def paginator_for(self, context: Context | None) -> BitbucketPaginator:
         return BitbucketPaginator(
-            self.runtime.origin, stop_after_page=newest_first_stop("date", since)
+            self.services.settings.origin,
+            stop_after_page=newest_first_stop("date", self.since(context)),
         )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         since = self.since(context)
-        rows = (
-            r
-            for r in self.rows_of_each_parent(context)
-            if since is None or _newer(r.get("date"), since)
-        )
-        return self.records_then_promote(rows, context)
+        return (r for r in self.rows_of_each_parent(context) if newer_than(r.get("date"), since))
 
 
 class PullRequestTasksStream(UpdatedSincePullRequestChild):

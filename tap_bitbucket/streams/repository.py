@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import typing as t
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import BitbucketStream, RepoStream
-from tap_bitbucket.streams.workspace import WorkspacesStream
+from tap_bitbucket.client import BitbucketStream
+from tap_bitbucket.streams.workspace import WorkspacesStream, group_slug, user_uuid
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from tap_bitbucket.concurrency import RepoFanOut
-    from tap_bitbucket.tap import TapBitbucket
-
-# Repositories whose children run at once. Bitbucket's budget (1,000 requests/h per
-# user) is what limits a sync, so more threads only hide latency; 4 does that without
-# bursting through the budget when no pacer is set.
-DEFAULT_WORKERS = 4
-
-_GONE = "the repository no longer exists (deleted during the sync?)"
+REPO_KEYS = ("workspace_slug", "repo_slug", "repo_uuid")
+REPO_GONE = "the repository no longer exists (deleted during the sync?)"
 _NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
 _NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
-
-
-def shard_of(repo_uuid: str, shard_count: int) -> int:
-    """Stable shard of a repository: the same on every machine and Python version."""
-    digest = hashlib.sha256(repo_uuid.strip("{}").lower().encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shard_count
+#: Repositories whose child requests are planned ahead of the one being written.
+LOOKAHEAD = 8
 
 
 class RepositoriesStream(BitbucketStream):
@@ -37,7 +25,10 @@ class RepositoriesStream(BitbucketStream):
 
     Every repository in scope is emitted and its children always run: a repository's
     ``updated_on`` moves only on git activity, never on PRs or pipelines (notes §8.11),
-    so it must not gate them.
+    so it must not gate them. The listing comes from the directory (read once, shared
+    with the scope check); while a repository's children are synced, the first pages
+    of the next repositories' children are already being fetched (prefetch.py), for
+    the repositories the stream maps keep only (issue 12, bug 1).
     """
 
     name = "repositories"
@@ -47,97 +38,31 @@ class RepositoriesStream(BitbucketStream):
     parent_stream_type = WorkspacesStream
     context_keys = ("workspace_slug", "workspace_uuid")
 
-    _fanout: RepoFanOut | None = None  # set while this stream reads one workspace
-
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        tap = t.cast("TapBitbucket", self._tap)
-        if not self.fans_out():
-            yield from self.in_scope(self.listing(context))
+        assert context is not None
+        services = self.services
+        slug = str(context["workspace_slug"])
+        rows = [r for r in services.directory.repositories(slug) if services.scope.includes_record(r)]
+        prefetcher = services.transport.prefetcher
+        planned = 0
+        for index, row in enumerate(rows):
+            if prefetcher.enabled:
+                planned = max(planned, index)
+                budget = 3 * prefetcher.workers
+                while planned < len(rows) and planned <= index + LOOKAHEAD and (
+                    planned == index or prefetcher.pending() < budget
+                ):
+                    self._plan(rows[planned], context)
+                    planned += 1
+            yield row
+
+    def _plan(self, row: dict[str, t.Any], context: Context) -> None:
+        """Prefetch the children's first pages of one repository the maps keep."""
+        if not self.passes_stream_maps(row, context):
             return
-        fanout = tap.fanout(self.name, self.workers())
-        following = tap.workspace_after(str((context or {}).get("workspace_slug")))
-        if following is not None:
-            # Listed on a worker while this workspace's repositories run, so the pool
-            # moves on to the next workspace without draining.
-            self.prefetch(following)
-        self._fanout = fanout
-
-        def upcoming() -> Iterable[Context]:
-            if following is None:
-                return
-            for row in self.in_scope(self.listing(following, peek=True)):
-                yield self.get_child_context(row, following)
-
-        try:
-            yield from fanout.read_ahead(
-                self.in_scope(self.listing(context)),
-                lambda r: self.get_child_context(r, context),
-                upcoming,
-            )
-        finally:
-            self._fanout = None
-
-    def workers(self) -> int:
-        return int(self.config.get("max_workers") or DEFAULT_WORKERS)
-
-    def fans_out(self) -> bool:
-        """Whether the children of each repository run on the worker pool."""
-        children = [c for c in self.child_streams if c.selected or c.has_selected_descendents]
-        # A dry run (`--test`) caps records per stream object; workers have their own.
-        return self.workers() > 1 and bool(children) and self.ABORT_AT_RECORD_COUNT is None
-
-    def in_scope(self, rows: Iterable[dict[str, t.Any]]) -> Iterable[dict[str, t.Any]]:
-        tap = t.cast("TapBitbucket", self._tap)
-        return (
-            row
-            for row in rows
-            if tap.repository_in_scope(row.get("full_name") or "", row.get("uuid") or "")
-        )
-
-    _prefetched: dict[str, list[dict[str, t.Any]]] | None = None
-
-    def prefetch(self, context: Context) -> None:
-        """Have the worker pool list a workspace's repositories ahead of its turn."""
-        fanout = t.cast("TapBitbucket", self._tap).active_fanout
-        if fanout is not None and str(context["workspace_slug"]) not in (self._prefetched or {}):
-            fanout.prefetch_listing(context)
-
-    def listing(
-        self, context: Context | None, *, keep: bool = False, peek: bool = False
-    ) -> Iterable[dict[str, t.Any]]:
-        """The workspace's repositories, listed once per run.
-
-        The up-front scope check (globs that match nothing) reads the list with
-        ``keep=True``, and the worker pool may have listed it ahead of its turn; the
-        sync then uses those rows instead of listing again. ``peek`` reads them without
-        using them up.
-        """
-        slug = str((context or {}).get("workspace_slug"))
-        prefetched = self._prefetched if self._prefetched is not None else {}
-        fanout = t.cast("TapBitbucket", self._tap).active_fanout
-        if slug not in prefetched and fanout is not None:
-            listed = fanout.take_listing(slug)
-            if listed is not None:
-                prefetched[slug] = listed
-                self._prefetched = prefetched
-        if slug in prefetched:
-            yield from (prefetched[slug] if peek else prefetched.pop(slug))
-            return
-        if not keep:
-            yield from self.request_records(context)
-            return
-        rows = list(self.request_records(context))
-        self._prefetched = {**prefetched, slug: rows}
-        yield from rows
-
-    def generate_child_contexts(
-        self, record: dict[str, t.Any], context: Context | None
-    ) -> Iterable[Context | None]:
-        if self._fanout is None:
-            yield self.get_child_context(record, context)
-            return
-        # The children already ran on a worker: write their output here, in order.
-        self._fanout.flush(self.get_child_context(record, context))
+        child_context = self.get_child_context(row, context)
+        for child in self.selected_children():
+            child.prefetch(child_context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         workspace, _, slug = str(record["full_name"]).partition("/")
@@ -148,41 +73,47 @@ class RepositoriesStream(BitbucketStream):
         }
 
 
-class RepoChildStream(RepoStream):
+class RepoStream(BitbucketStream):
+    """A child of ``repositories``: one partition (and one bookmark) per repository.
+
+    The context is exactly (workspace_slug, repo_slug, repo_uuid), so each repository
+    is one state partition. Streams whose context adds a PR id or pipeline uuid set
+    state_partitioning_keys = ["repo_uuid"], so state never grows with PRs or commits.
+    """
+
     parent_stream_type: type[BitbucketStream] | None = RepositoriesStream
     replication_key: str | None = None
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
+    context_keys: tuple[str, ...] = REPO_KEYS
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: REPO_GONE}
 
 
-class _AdminRepoStream(RepoChildStream):
-    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: _GONE}
+class AdminRepoStream(RepoStream):
+    """A repository setting that needs admin rights (or a scope) to read."""
+
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: REPO_GONE}
 
 
-class RepositoryUserPermissionsStream(_AdminRepoStream):
+class RepositoryUserPermissionsStream(AdminRepoStream):
     """Explicit user permissions: GET /repositories/{w}/{r}/permissions-config/users."""
 
     name = "repository_user_permissions"
     path = "/repositories/{workspace_slug}/{repo_slug}/permissions-config/users"
     primary_keys = ("repo_uuid", "user_uuid")
 
-    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
-        row["user_uuid"] = (row.get("user") or {}).get("uuid")
-        return row
+    transform = user_uuid
 
 
-class RepositoryGroupPermissionsStream(_AdminRepoStream):
+class RepositoryGroupPermissionsStream(AdminRepoStream):
     """Explicit group permissions: GET /repositories/{w}/{r}/permissions-config/groups."""
 
     name = "repository_group_permissions"
     path = "/repositories/{workspace_slug}/{repo_slug}/permissions-config/groups"
     primary_keys = ("repo_uuid", "group_slug")
 
-    def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
-        row["group_slug"] = (row.get("group") or {}).get("slug")
-        return row
+    transform = group_slug
 
 
-class BranchRestrictionsStream(_AdminRepoStream):
+class BranchRestrictionsStream(AdminRepoStream):
     """Branch restrictions: GET /repositories/{w}/{r}/branch-restrictions (repository:admin)."""
 
     name = "branch_restrictions"
@@ -190,20 +121,20 @@ class BranchRestrictionsStream(_AdminRepoStream):
     primary_keys = ("repo_uuid", "id")
 
 
-class DefaultReviewersStream(RepoChildStream):
+class DefaultReviewersStream(RepoStream):
     """Repository default reviewers: GET /repositories/{w}/{r}/default-reviewers."""
 
     name = "default_reviewers"
     path = "/repositories/{workspace_slug}/{repo_slug}/default-reviewers"
     primary_keys = ("repo_uuid", "user_uuid")
-    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: _GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: REPO_GONE}
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
         row["user_uuid"] = row.get("uuid")
         return row
 
 
-class RepositoryWebhooksStream(_AdminRepoStream):
+class RepositoryWebhooksStream(AdminRepoStream):
     """Repository webhooks: GET /repositories/{w}/{r}/hooks (webhook scope)."""
 
     name = "repository_webhooks"
@@ -211,7 +142,7 @@ class RepositoryWebhooksStream(_AdminRepoStream):
     primary_keys = ("uuid",)
 
 
-class DownloadsStream(RepoChildStream):
+class DownloadsStream(RepoStream):
     """Download artifacts: GET /repositories/{w}/{r}/downloads."""
 
     name = "downloads"
@@ -219,7 +150,7 @@ class DownloadsStream(RepoChildStream):
     primary_keys = ("repo_uuid", "name")
 
 
-class DeployKeysStream(_AdminRepoStream):
+class DeployKeysStream(AdminRepoStream):
     """Deploy keys: GET /repositories/{w}/{r}/deploy-keys (repository:admin)."""
 
     name = "deploy_keys"
@@ -227,7 +158,7 @@ class DeployKeysStream(_AdminRepoStream):
     primary_keys = ("repo_uuid", "id")
 
 
-class EnvironmentsStream(RepoChildStream):
+class EnvironmentsStream(RepoStream):
     """Deployment environments: GET /repositories/{w}/{r}/environments."""
 
     name = "environments"
@@ -236,7 +167,7 @@ class EnvironmentsStream(RepoChildStream):
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
 
 
-class DeploymentsStream(RepoChildStream):
+class DeploymentsStream(RepoStream):
     """Deployments: GET /repositories/{w}/{r}/deployments (full table).
 
     Bitbucket ignores `q` here and answers 400 to `sort` (notes §3.3, §8.17), and a

@@ -1,0 +1,180 @@
+"""The state's keys: the only code that reads or writes them by name.
+
+The SDK owns ``replication_key_value`` and its progress markers; the tap adds three
+keys of its own to a repository's partition:
+
+* ``children_since`` (pull requests): the bookmark the interrupted run started from,
+  kept until the repository is done, so a resumed run still reads the children of PRs
+  it did not reach (they may have changed before the newer bookmark);
+* ``recent_keys`` (pull requests): ``id@updated_on`` of PRs emitted inside the
+  look-back window, re-read on purpose but not emitted twice;
+* ``running`` (pipelines): uuid → created_on of pipelines not finished at the last
+  sync, re-emitted once they finish;
+* ``high_water`` (pipelines): the newest created_on the scan has seen. Re-emitting a
+  pipeline that finished moves the SDK's bookmark back to its old created_on (the SDK
+  promotes the partition's progress markers as they are), so the start of the next
+  scan is the later of the two.
+
+:class:`Bookmarks` answers "where does this partition start?" for the main thread and
+for prefetch planning alike. It reads a snapshot of the state taken before any
+partition of this run moved (each repository-level partition is visited once per run),
+so a plan made for the next repository asks for exactly what its sync will ask for.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import typing as t
+from datetime import datetime, timedelta
+
+from tap_bitbucket.errors import StateError
+from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tap_bitbucket.settings import Settings
+
+CHILDREN_SINCE = "children_since"
+RECENT_KEYS = "recent_keys"
+RUNNING = "running"
+HIGH_WATER = "high_water"
+
+
+def partition_context(
+    context: Mapping[str, t.Any] | None, partitioning_keys: Sequence[str] | None
+) -> dict[str, t.Any]:
+    """The state partition a context belongs to (the SDK's rule for partitioning keys)."""
+    if not context:
+        return {}
+    if partitioning_keys is None:
+        return dict(context)
+    return {k: context[k] for k in partitioning_keys if k in context}
+
+
+def _key(stream: str, context: Mapping[str, t.Any]) -> str:
+    return json.dumps([stream, context], sort_keys=True, default=str)
+
+
+class Bookmarks:
+    """Starting points of the run's partitions; see the module docstring."""
+
+    def __init__(self, state: Mapping[str, t.Any], settings: Settings) -> None:
+        self._state = state
+        self.start_date = settings.start_date
+        self.overlap = timedelta(seconds=settings.lookback_seconds)
+        self._lock = threading.Lock()
+        self._index: dict[str, dict[str, t.Any]] | None = None
+
+    def _partition(self, stream: str, context: Mapping[str, t.Any]) -> dict[str, t.Any]:
+        with self._lock:
+            if self._index is None:
+                self._index = _index(self._state)
+            return self._index.get(_key(stream, context), {})
+
+    def start(self, stream: str, context: Mapping[str, t.Any]) -> datetime | None:
+        """The partition's bookmark when the run began, or start_date; the later one."""
+        partition = self._partition(stream, context)
+        marks = [partition.get("replication_key_value"), partition.get(HIGH_WATER)]
+        mark = max((parse_timestamp(str(v)) for v in marks if v), default=None)
+        if self.start_date is not None and (mark is None or self.start_date > mark):
+            return self.start_date
+        return mark
+
+    def since(self, stream: str, context: Mapping[str, t.Any]) -> str | None:
+        """The server-side filter value: the starting bookmark minus the look-back."""
+        mark = self.start(stream, context)
+        return format_timestamp(mark - self.overlap) if mark else None
+
+    def running(self, stream: str, context: Mapping[str, t.Any]) -> dict[str, str]:
+        """Pipelines not finished at the last sync: uuid → created_on."""
+        found = self._partition(stream, context).get(RUNNING)
+        return dict(found) if isinstance(found, dict) else {}
+
+    def recent_keys(self, stream: str, context: Mapping[str, t.Any]) -> set[str]:
+        found = self._partition(stream, context).get(RECENT_KEYS)
+        return {str(k) for k in found} if isinstance(found, list) else set()
+
+    def children_since(self, stream: str, context: Mapping[str, t.Any]) -> str | None:
+        """The ``since`` of an interrupted run's children, else this run's bookmark."""
+        partition = self._partition(stream, context)
+        if CHILDREN_SINCE in partition:
+            value = partition[CHILDREN_SINCE]
+            return str(value) if value else None
+        mark = self.start(stream, context)
+        return mark.isoformat() if mark else None
+
+
+def _index(state: Mapping[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    index: dict[str, dict[str, t.Any]] = {}
+    bookmarks = state.get("bookmarks") if isinstance(state, dict) else None
+    for stream, stream_state in (bookmarks or {}).items():
+        if not isinstance(stream_state, dict):
+            continue
+        index[_key(stream, {})] = copy.deepcopy(
+            {k: v for k, v in stream_state.items() if k != "partitions"}
+        )
+        for partition in stream_state.get("partitions") or []:
+            if isinstance(partition, dict) and isinstance(partition.get("context"), dict):
+                index[_key(stream, partition["context"])] = copy.deepcopy(partition)
+    return index
+
+
+# -- writing the tap's keys into the live partition state (the SDK's public dict) -------
+
+
+def begin_pull_requests(state: dict[str, t.Any], children_since: str | None) -> None:
+    state.setdefault(CHILDREN_SINCE, children_since)
+
+
+def end_pull_requests(state: dict[str, t.Any], recent: list[str]) -> None:
+    state.pop(CHILDREN_SINCE, None)
+    if recent:
+        state[RECENT_KEYS] = recent
+
+
+def end_pipelines(
+    state: dict[str, t.Any], running: dict[str, str], high_water: datetime | None
+) -> None:
+    state[RUNNING] = running
+    if high_water is not None:
+        state[HIGH_WATER] = format_timestamp(high_water)
+
+
+def validate_state(state: t.Any) -> None:
+    """Refuse a state the tap cannot use, with one line that names where it is wrong.
+
+    A state written by this tap (or an older version of it) always passes; unknown
+    streams are left alone (the SDK keeps them), as are keys the tap does not know.
+    """
+    if not isinstance(state, dict):
+        raise StateError("the state must be a JSON object")
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, dict):
+        raise StateError("'bookmarks' must be an object of stream names")
+    for name, stream_state in bookmarks.items():
+        where = f"bookmarks.{name}"
+        if not isinstance(stream_state, dict):
+            raise StateError(f"'{where}' must be an object, got {type(stream_state).__name__}")
+        partitions = stream_state.get("partitions", [])
+        if not isinstance(partitions, list):
+            raise StateError(f"'{where}.partitions' must be a list")
+        for index, partition in enumerate(partitions):
+            if not isinstance(partition, dict) or not isinstance(partition.get("context"), dict):
+                raise StateError(f"'{where}.partitions[{index}]' must be an object with a 'context'")
+            _check_value(f"{where}.partitions[{index}]", partition)
+        _check_value(where, stream_state)
+
+
+def _check_value(where: str, bookmark: dict[str, t.Any]) -> None:
+    value = bookmark.get("replication_key_value")
+    if value is None:
+        return
+    try:
+        parse_timestamp(str(value))
+    except (ValueError, OverflowError):
+        raise StateError(
+            f"'{where}.replication_key_value' is not a date-time ({str(value)[:40]!r})"
+        ) from None
