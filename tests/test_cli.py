@@ -224,3 +224,51 @@ def test_test_with_a_bad_credential(tmp_path: Path, emulator: Emulator) -> None:
     _one_error(result, 2, "rejected the credentials", "401")
     assert "ATATT-not-the-right-token-1234" not in result.stderr + result.stdout
     assert '"RECORD"' not in result.stdout
+
+
+# ============================================ what the SDK does that cli.py works around
+# Each test pins an SDK behaviour that cli.py compensates for; when one fails after an SDK
+# upgrade, the workaround it names can probably go.
+
+
+@pytest.mark.unit
+def test_sdk_command_replaces_the_excepthook(quiet_logging: None) -> None:
+    """Why main() puts sys.excepthook back: SingerCommand.invoke installs its own."""
+    from tap_bitbucket.tap import TapBitbucket  # noqa: PLC0415
+
+    hook = sys.excepthook
+    try:
+        with pytest.raises(SystemExit):
+            TapBitbucket.get_singer_command().main(
+                ["--about", "--format=json"], standalone_mode=False
+            )
+        assert sys.excepthook is not hook
+    finally:
+        sys.excepthook = hook
+
+
+@pytest.mark.unit
+def test_sdk_command_logs_schema_errors_and_exits_1(quiet_logging: None, tmp_path: Path) -> None:
+    """Why CommandLineTap.invoke turns ConfigValidationError into ConfigError: otherwise
+    SingerCommand.invoke catches it, logs each error and a summary, and exits 1."""
+    from tap_bitbucket.tap import TapBitbucket  # noqa: PLC0415
+
+    config = _write(tmp_path / "config.json", {"max_workers": "four"})
+    hook = sys.excepthook
+    try:
+        code = TapBitbucket.get_singer_command().main(["--config", config], standalone_mode=False)
+    finally:
+        sys.excepthook = hook
+    assert code == 1
+
+
+@pytest.mark.unit
+def test_sdk_parsed_config_has_what_cb_test_reads() -> None:
+    """CommandLineTap.cb_test builds its tap from the parsed --config as the SDK's cb_test
+    does, through the `config` and `parse_env` attributes of the SDK's (private) parsed
+    form: there is no public hook to run a check before the SDK's connection test."""
+    from tap_bitbucket.tap import TapBitbucket  # noqa: PLC0415
+
+    parsed = TapBitbucket.cb_config(click.Context(click.Command("x")), None, ("ENV",))
+    assert parsed.parse_env is True
+    assert hasattr(parsed, "config")
