@@ -144,6 +144,7 @@ def test_main_leaves_the_excepthook_alone(
         # cli.main() set up console logging on a stream capsys replaces; and froze the
         # heap, as it does before the process exits.
         logging.getLogger().handlers[:] = handlers
+        logging.captureWarnings(capture=False)
         gc.unfreeze()
     assert sys.excepthook is hook
     assert json.loads(capsys.readouterr().out)["name"] == "tap-bitbucket"
