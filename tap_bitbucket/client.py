@@ -3,39 +3,34 @@
 Every stream of the tap derives from :class:`BitbucketStream`. Bitbucket-specific
 behaviour lives here once:
 
-* pages are fetched by following ``next`` exactly (notes §2.2), never by rebuilding
-  parameters, and a ``next`` that leaves the ``api_url`` origin is refused;
+* pages are decoded, cleaned and followed by tap_bitbucket/pages.py;
 * ``pagelen`` is always the endpoint's maximum (notes §2.3);
 * expected errors (404 Pipelines disabled, 409 empty repository, 403 missing scope)
   skip one stream for one repository with one WARNING line;
 * any other 4xx fails with one line: status, path, Bitbucket's message;
-* text is stripped of NUL bytes and nanosecond timestamps are cut to microseconds.
+* a stream's requests can be planned ahead on the prefetch pool (prefetch.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import typing as t
-from datetime import datetime
 from http import HTTPStatus
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
-from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_bitbucket.errors import APIError
+from tap_bitbucket.pages import BitbucketPaginator, error_message, response_json
 from tap_bitbucket.schemas import load_schema
-from tap_bitbucket.timestamps import parse_timestamp
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
 
     from singer_sdk import Tap
 
@@ -51,127 +46,6 @@ class SkipPartition(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-# Both are fixed on the raw body, before parsing: two C-speed regex passes instead of a
-# recursive walk over every record (which took a sixth of a full sync's CPU).
-# A JSON "\u0000" escape preceded by an even number of backslashes is a NUL character.
-_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-_JSON_NANO_TS = re.compile(rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+(Z|[+-]\d\d:?\d\d)?"')
-
-
-def clean_body(raw: bytes) -> bytes:
-    """Strip NUL characters from JSON strings and cut sub-microsecond fractions.
-
-    Postgres rejects NUL in text columns, and several targets (and Python < 3.11)
-    reject 9-digit fractions such as pipelines' "2024-05-21T01:50:36.611482242Z".
-    """
-    if b"\\u0000" in raw:
-        raw = _JSON_NUL.sub(rb"\1", raw)
-    return _JSON_NANO_TS.sub(_fix_fraction, raw)
-
-
-def _fix_fraction(match: re.Match[bytes]) -> bytes:
-    offset = match.group(2) or b""
-    return b'"' + match.group(1) + (b"+00:00" if offset == b"Z" else offset) + b'"'
-
-
-class BitbucketPaginator(BaseAPIPaginator[str | None]):
-    """Follows Bitbucket's opaque ``next`` links exactly (notes §2.2).
-
-    * A ``next`` whose origin differs from ``api_url`` is refused, so credentials never
-      travel to a host taken from a response (notes §8.7).
-    * A ``next`` seen before means the server is looping: fail instead of spinning.
-    * ``stop_after_page`` lets newest-first scans end once they are past the bookmark.
-    * ``restore_params`` re-adds query parameters that Bitbucket drops from ``next``:
-      the pipelines list forgets ``sort`` after page 1 (notes §2.4), and following that
-      ``next`` verbatim would silently revert to oldest-first.
-    """
-
-    def __init__(
-        self,
-        origin: tuple[str, str],
-        *,
-        stop_after_page: Callable[[requests.Response], bool] | None = None,
-        restore_params: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(None)
-        self._origin = origin
-        self._stop_after_page = stop_after_page
-        self._restore = dict(restore_params or {})
-        self._seen: set[str] = set()
-
-    def has_more(self, response: requests.Response) -> bool:
-        if self._stop_after_page is not None and self._stop_after_page(response):
-            return False
-        return bool(response_json(response).get("next"))
-
-    def get_next(self, response: requests.Response) -> str | None:
-        link: str | None = response_json(response).get("next")
-        if not link:
-            return None
-        parts = urlsplit(link)
-        if (parts.scheme, parts.netloc) != self._origin:
-            msg = (
-                f"Refusing to follow a pagination link to {parts.scheme}://{parts.netloc}: "
-                f"it is not the configured api_url host ({self._origin[0]}://{self._origin[1]})."
-                " Check 'api_url' or the proxy in front of Bitbucket."
-            )
-            raise APIError(msg)
-        if self._restore:
-            query = dict(parse_qsl(parts.query, keep_blank_values=True))
-            missing = {k: v for k, v in self._restore.items() if k not in query}
-            if missing:
-                extra = urlencode(missing)
-                link = urlunsplit(parts._replace(query=f"{parts.query}&{extra}".lstrip("&")))
-        if link in self._seen:
-            msg = (
-                f"Bitbucket returned the same next page twice ({parts.path}); stopping instead"
-                " of looping. Re-run the sync; if it repeats, report it to Atlassian."
-            )
-            raise APIError(msg)
-        self._seen.add(link)
-        return link
-
-
-def response_json(response: requests.Response) -> dict[str, t.Any]:
-    """The parsed body, decoded once per response (validate_response stores it)."""
-    cached = response.__dict__.get("_bb_body")
-    if cached is None:
-        cached = _decode(response)
-        response.__dict__["_bb_body"] = cached
-    return t.cast("dict[str, t.Any]", cached)
-
-
-def _decode(response: requests.Response) -> dict[str, t.Any]:
-    try:
-        body = json.loads(clean_body(response.content))
-    except ValueError as exc:
-        # A truncated or garbled body is a transient fault: retried by the backoff policy.
-        msg = f"invalid JSON from {urlsplit(response.url).path}: {exc}"
-        raise RetriableAPIError(msg, response) from exc
-    if not isinstance(body, dict):
-        msg = f"unexpected JSON (not an object) from {urlsplit(response.url).path}"
-        raise RetriableAPIError(msg, response)
-    return body
-
-
-def error_message(response: requests.Response) -> str:
-    """Bitbucket's own message from the JSON error envelope (notes §6), or the text."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        text = response.text.strip().splitlines()
-        return text[0][:200] if text else (response.reason or "")
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            detail = err.get("detail")
-            message = str(err["message"])
-            return f"{message} ({detail})" if detail else message
-        if body.get("error_description"):
-            return str(body["error_description"])
-    return response.reason or ""
 
 
 class BitbucketStream(RESTStream[str | None]):
@@ -384,32 +258,9 @@ def describe(context: Mapping[str, t.Any] | None) -> str:
         return f"workspace {context['workspace_slug']}"
     return str(dict(context))
 
-def newest_first_stop(
-    field: str | Callable[[dict[str, t.Any]], str | None],
-    bound: datetime | None,
-) -> Callable[[requests.Response], bool]:
-    """A stop rule for newest-first scans that ignore `q` (commits, pipelines, activity).
-
-    Stop after a page whose every dated item is at or before ``bound`` (items there were
-    emitted by an earlier run): in topological or creation order newer items come
-    first, and a whole page past the bound means the rest is older still (notes §8.15).
-    """
-    getter = (lambda row: row.get(field)) if isinstance(field, str) else field
-
-    def stop(response: requests.Response) -> bool:
-        if bound is None:
-            return False
-        values = response_json(response).get("values") or []
-        dates = [getter(v) for v in values]
-        dated = [d for d in dates if d]
-        return bool(dated) and all(parse_timestamp(d) <= bound for d in dated)
-
-    return stop
 
 
 _HINTS = {
-    401: " Check the credentials (api_token with the account email as username,"
-    " access_token, or the OAuth settings).",
     403: " The credential lacks a scope or admin rights for this resource.",
     404: " Check the workspace and repository names.",
 }

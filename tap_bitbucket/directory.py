@@ -18,8 +18,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from singer_sdk.exceptions import RetriableAPIError
 
-from tap_bitbucket.client import BitbucketPaginator, error_message, response_json
 from tap_bitbucket.errors import APIError, AuthError, ConfigError, GaveUp
+from tap_bitbucket.pages import BitbucketPaginator, error_message, response_json
 
 if t.TYPE_CHECKING:
     from tap_bitbucket.settings import Settings

@@ -14,8 +14,9 @@ and a rotated refresh token is written to the file before the new access token i
 
 from __future__ import annotations
 
-from tap_bitbucket.auth.authenticators import BitbucketAuth, build_authenticator
+from tap_bitbucket.auth.authenticators import BitbucketAuth
 from tap_bitbucket.auth.browser import run_browser_flow
+from tap_bitbucket.auth.build import build_authenticator
 from tap_bitbucket.auth.constants import (
     DEFAULT_CALLBACK_TIMEOUT,
     DEFAULT_CALLBACK_URL,
@@ -27,9 +28,8 @@ from tap_bitbucket.auth.constants import (
     SCHEMES,
     SETTINGS_FORMAT,
 )
+from tap_bitbucket.auth.properties import AUTH_PROPERTIES, SECRET_SETTINGS
 from tap_bitbucket.auth.settings import (
-    AUTH_PROPERTIES,
-    SECRET_SETTINGS,
     OAuthOptions,
     authorization_url,
     check_loopback_callback,

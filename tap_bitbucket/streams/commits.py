@@ -6,7 +6,7 @@ import typing as t
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import BitbucketPaginator, newest_first_stop
+from tap_bitbucket.pages import BitbucketPaginator, newest_first_stop
 from tap_bitbucket.streams.repository import REPO_GONE, REPO_KEYS, RepoStream
 from tap_bitbucket.timestamps import newer_than
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from singer_sdk.helpers.types import Context
 
-from tap_bitbucket.client import BitbucketPaginator, newest_first_stop
+from tap_bitbucket.pages import BitbucketPaginator, newest_first_stop
 from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
 from tap_bitbucket.streams.repository import RepositoriesStream, RepoStream
