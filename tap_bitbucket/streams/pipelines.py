@@ -10,7 +10,7 @@ from singer_sdk.helpers.types import Context
 from tap_bitbucket.pages import BitbucketPaginator, response_json
 from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
-from tap_bitbucket.streams.repository import RepositoriesStream, RepoStream
+from tap_bitbucket.streams.repository import NO_PIPELINES, RepositoriesStream, RepoStream
 from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -18,7 +18,6 @@ if t.TYPE_CHECKING:
 
     import requests
 
-_NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
 _REDACTED = "<redacted>"
 
 
@@ -47,7 +46,7 @@ class PipelinesStream(BatchedParent, RepoStream):
     # keeps it in progress markers until the repository's partition ends).
     is_sorted = False
     static_params: t.ClassVar[dict[str, str | list[str]]] = {"sort": "-created_on"}
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: NO_PIPELINES}
     batch_id_field = "uuid"
     ids_key = "pipeline_uuids"
 
@@ -118,7 +117,7 @@ class PipelineStepsStream(BatchChild):
     context_keys = ("workspace_slug", "repo_slug", "repo_uuid", "pipeline_uuid")
     batch_key = "pipeline_uuid"
     ids_key = PipelinesStream.ids_key
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: NO_PIPELINES}
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
         image = row.get("image")

@@ -14,8 +14,8 @@ if t.TYPE_CHECKING:
 
 REPO_KEYS = ("workspace_slug", "repo_slug", "repo_uuid")
 REPO_GONE = "the repository no longer exists (deleted during the sync?)"
-_NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
-_NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
+NO_ADMIN = "the credential lacks repository admin rights or the scope for this"
+NO_PIPELINES = "Pipelines is disabled for this repository, or the repository no longer exists"
 #: Repositories whose child requests are planned ahead of the one being written.
 LOOKAHEAD = 8
 
@@ -90,7 +90,7 @@ class RepoStream(BitbucketStream):
 class AdminRepoStream(RepoStream):
     """A repository setting that needs admin rights (or a scope) to read."""
 
-    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: REPO_GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: NO_ADMIN, 404: REPO_GONE}
 
 
 class RepositoryUserPermissionsStream(AdminRepoStream):
@@ -127,7 +127,7 @@ class DefaultReviewersStream(RepoStream):
     name = "default_reviewers"
     path = "/repositories/{workspace_slug}/{repo_slug}/default-reviewers"
     primary_keys = ("repo_uuid", "user_uuid")
-    tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN, 404: REPO_GONE}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {403: NO_ADMIN, 404: REPO_GONE}
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
         row["user_uuid"] = row.get("uuid")
@@ -164,7 +164,7 @@ class EnvironmentsStream(RepoStream):
     name = "environments"
     path = "/repositories/{workspace_slug}/{repo_slug}/environments"
     primary_keys = ("uuid",)
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: NO_PIPELINES}
 
 
 class DeploymentsStream(RepoStream):
@@ -177,4 +177,4 @@ class DeploymentsStream(RepoStream):
     name = "deployments"
     path = "/repositories/{workspace_slug}/{repo_slug}/deployments"
     primary_keys = ("uuid",)
-    tolerated_errors: t.ClassVar[dict[int, str]] = {404: _NO_PIPELINES}
+    tolerated_errors: t.ClassVar[dict[int, str]] = {404: NO_PIPELINES}
