@@ -287,6 +287,7 @@ class RequestLogEntry:
     duration_ms: float = 0.0
     fault: str | None = None  # fault kind injected, if any
     client: str = ""  # "host:port" of the client socket (one per TCP connection)
+    user_agent: str = ""  # the User-Agent header sent (the release tests check the version)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -589,6 +590,7 @@ class ApiServer:
             auth="none",
             timestamp=started,
             client="{}:{}".format(*h.client_address[:2]),
+            user_agent=h.headers.get("User-Agent") or "",
         )
         recorded = False
         try:
