@@ -11,6 +11,9 @@ with no PYTHONPATH; `tap_bitbucket` must import from the venv's site-packages; e
 git tracks under tap_bitbucket/ (the schemas, the drift baseline) must be in the wheel;
 and the installed tap's catalog must equal the checkout's.
 
+WHEEL_TEST_DIST=<folder> tests distributions built before (the release workflow tests the
+very files it publishes) instead of building them.
+
 The build and the venv are made once per test session (shared by pytest-xdist workers
 under a file lock): about a minute the first time, mostly installing the dependencies.
 """
@@ -72,7 +75,11 @@ def _check(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProces
 
 def _build(root: Path) -> Built:
     dist, venv = root / "dist", root / "venv"
-    _check(_run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)]))
+    prebuilt = os.environ.get("WHEEL_TEST_DIST")
+    if prebuilt:
+        dist = Path(prebuilt).resolve()
+    else:
+        _check(_run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)]))
     _check(_run([sys.executable, "-m", "venv", str(venv)]))
     wheel = next(dist.glob("*.whl"))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
@@ -92,9 +99,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         if not (root / "done").exists():
             root.mkdir(exist_ok=True)
             built = _build(root)
-            (root / "done").write_text("ok")
+            (root / "done").write_text(str(built.dist))
             return built
-    return Built(root / "dist", root / "venv")
+    return Built(Path((root / "done").read_text()), root / "venv")
 
 
 @pytest.fixture
