@@ -76,3 +76,13 @@ def test_the_changelog_has_this_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert re.search(rf"^## \[{re.escape(_version())}\] - \d{{4}}-\d\d-\d\d$", changelog, re.M)
     assert re.search(rf"^\[{re.escape(_version())}\]: https://", changelog, re.M)
+
+
+def test_the_readme_installs_this_version() -> None:
+    """The README's install commands pin the current release: no placeholder, no stale pin."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    pins = re.findall(r"tap-bitbucket==([0-9][^\s`'\"]*)", install)
+    assert pins and set(pins) == {_version()}, pins
+    assert "pip_url: tap-bitbucket==" in install
+    assert "YOUR-ORG" not in readme and "git+https://" not in install
