@@ -133,3 +133,47 @@ def test_pre_commit_revs_are_the_dev_pins() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'"ruff=={revs["ruff-pre-commit"]}"' in pyproject
     assert f'"mypy=={revs["mirrors-mypy"]}"' in pyproject
+
+
+def test_the_linters_do_catch_problems(tmp_path: Path) -> None:
+    """actionlint fails on a typo'd key and an undefined step output; zizmor on an unpinned
+    action and a template injection (so a clean result means something)."""
+    typo = tmp_path / "typo.yml"
+    typo.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  one:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    step:\n"
+        "      - run: echo ${{ steps.nope.outputs.x }}\n",
+        encoding="utf-8",
+    )
+    lint = subprocess.run(
+        [str(BIN / "actionlint"), "-no-color", str(typo)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert lint.returncode != 0 and '"step"' in lint.stdout, lint.stdout
+    unsafe = tmp_path / ".github" / "workflows" / "unsafe.yml"
+    unsafe.parent.mkdir(parents=True)
+    unsafe.write_text(
+        "on: issues\n"
+        "jobs:\n"
+        "  two:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.issue.title }}\n",
+        encoding="utf-8",
+    )
+    audit = subprocess.run(
+        [str(BIN / "zizmor"), "--offline", "--no-progress", str(tmp_path / ".github")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert audit.returncode != 0
+    assert "unpinned-uses" in audit.stdout and "template-injection" in audit.stdout
