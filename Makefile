@@ -17,7 +17,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test lint types install meltano-install readme clean
+.PHONY: run test lint types install meltano-install readme dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,5 +66,13 @@ types: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python -m scripts.update_readme
 
+# The release distributions (tests/test_wheel.py builds and checks them in `make test`;
+# the release workflow publishes what this builds).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/check-wheel-contents dist/*.whl
+
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache
+	rm -rf dist $(VENV) $(MELTANO_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache

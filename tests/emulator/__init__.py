@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data import Dataset
-from .faults import FAULT_KINDS, FaultRule
+from .faults import FAULT_KINDS, FaultRule, FieldDrift
 from .oauth import Credentials, make_credentials
 from .server import ROUTES, ApiServer, RequestLogEntry, Route
 
@@ -29,6 +29,7 @@ __all__ = [
     "Emulator",
     "EmulatorConfig",
     "FaultRule",
+    "FieldDrift",
     "RequestLogEntry",
     "Route",
 ]
@@ -56,6 +57,8 @@ class EmulatorConfig:
     # Test hooks for the tap's pagination guards (not Bitbucket behaviour):
     next_host_override: str | None = None  # "scheme://host:port" used in next/previous links
     next_loop: bool = False  # pages after the first answer a `next` pointing at themselves
+    # Test hook for the drift detector: payload fields added or removed (none by default).
+    field_drift: list[FieldDrift] = field(default_factory=list)
 
 
 class Emulator:

@@ -19,6 +19,7 @@ request path including the `/2.0` prefix, without the query string):
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import threading
@@ -27,7 +28,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "FaultInjector", "FaultRule", "RateLimiter"]
+__all__ = ["FAULT_KINDS", "FaultInjector", "FaultRule", "FieldDrift", "RateLimiter"]
 
 FAULT_KINDS = (
     "500",
@@ -253,3 +254,46 @@ class RateLimiter:
                 return 0
             self._expire(hits, now)
             return len(hits)
+
+
+@dataclass
+class FieldDrift:
+    """Opt-in payload drift (off unless configured): Bitbucket adding or dropping a field.
+
+    On every API answer whose request path matches `path_regex` (searched like a fault
+    rule's, including `/2.0`), each item of a collection's `values` (or the object itself)
+    gets `add` (dotted path -> value; missing parents are not created) and loses `remove`
+    (dotted paths). Items are copied first: the dataset is never changed.
+    """
+
+    path_regex: str
+    add: dict[str, Any] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._regex = re.compile(self.path_regex)
+
+    def matches(self, path: str) -> bool:
+        return bool(self._regex.search(path))
+
+    def apply(self, item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        out: dict[str, Any] = copy.deepcopy(item)
+        for dotted, value in self.add.items():
+            parent, key = _parent_of(out, dotted)
+            if parent is not None:
+                parent[key] = copy.deepcopy(value)
+        for dotted in self.remove:
+            parent, key = _parent_of(out, dotted)
+            if parent is not None:
+                parent.pop(key, None)
+        return out
+
+
+def _parent_of(obj: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:
+    *parents, key = dotted.split(".")
+    node: Any = obj
+    for name in parents:
+        node = node.get(name) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), key

@@ -62,7 +62,7 @@ from typing import Any
 
 from . import query as Q
 from .data import PR_LIST_OMITS
-from .faults import FaultInjector, FaultRule, RateLimiter
+from .faults import FaultInjector, FaultRule, FieldDrift, RateLimiter
 from .oauth import EXPIRED_MESSAGE, Credentials, OAuthResponse, OAuthServer, TokenCheck
 
 __all__ = [
@@ -287,7 +287,7 @@ class RequestLogEntry:
     duration_ms: float = 0.0
     fault: str | None = None  # fault kind injected, if any
     client: str = ""  # "host:port" of the client socket (one per TCP connection)
-    user_agent: str = ""  # the User-Agent header sent
+    user_agent: str = ""  # the User-Agent header sent (the release tests check the version)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -441,6 +441,8 @@ class ApiServer:
         )
         self.faults = FaultInjector(list(config.faults or []), seed=config.fault_seed)
         self.rate_limiter = RateLimiter(config.rate_limit, config.rate_limit_window_s)
+        # Opt-in payload drift (the drift detector's tests); empty unless configured.
+        self.field_drift: list[FieldDrift] = list(getattr(config, "field_drift", None) or [])
         self._revoked: set[str] = set()
         self._log: list[RequestLogEntry] = []
         self.internal_errors: list[str] = []  # tracebacks of emulator bugs (answered 500)
@@ -590,7 +592,7 @@ class ApiServer:
             auth="none",
             timestamp=started,
             client="{}:{}".format(*h.client_address[:2]),
-            user_agent=h.headers.get("User-Agent", ""),
+            user_agent=h.headers.get("User-Agent") or "",
         )
         recorded = False
         try:
@@ -895,9 +897,15 @@ class ApiServer:
                     return Response.error(404, f"Resource not found: {api_path}")
                 if fields_spec is not None:
                     obj = Q.apply_fields(obj, fields_spec)
-                return Response.json(200, obj)
+                return Response.json(200, self._drift(raw_path, obj))
 
         return self._collection(route, api_path, raw_path, query, single, fields_spec)
+
+    def _drift(self, raw_path: str, item: Any) -> Any:
+        for drift in self.field_drift:
+            if drift.matches(raw_path):
+                item = drift.apply(item)
+        return item
 
     # ---------------------------------------------------------------- collections
     def _collection(
@@ -1025,6 +1033,8 @@ class ApiServer:
                 envelope = Q.apply_fields(envelope, fields_spec, default)
             elif omit:
                 envelope["values"] = [_without(i, omit) for i in page_items]
+            if self.field_drift and isinstance(envelope.get("values"), list):
+                envelope["values"] = [self._drift(raw_path, i) for i in envelope["values"]]
             return Response.json(200, envelope)
 
     # ================================================================ admin
