@@ -26,6 +26,7 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_bitbucket.errors import APIError
+from tap_bitbucket.gaps import is_scope_refusal, required_scopes
 from tap_bitbucket.pages import BitbucketPaginator, error_message, response_json
 from tap_bitbucket.schemas import load_schema
 
@@ -42,10 +43,13 @@ LOGGER = logging.getLogger("tap_bitbucket")
 class SkipPartition(Exception):
     """An expected error: skip this stream for this repository (or project)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, scopes: list[str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        #: Set when the credential lacks a scope: every partition would answer the same
+        #: (gaps.py); the scopes Bitbucket names, possibly none.
+        self.scopes = scopes
 
 
 class BitbucketStream(RESTStream[str | None]):
@@ -61,6 +65,11 @@ class BitbucketStream(RESTStream[str | None]):
     schema_name: str | None = None
     #: Context keys copied onto every record (the warehouse join keys).
     context_keys: tuple[str, ...] = ()
+    #: A slow-changing settings table: read again once per ``admin_refresh_hours``.
+    slow_changing: t.ClassVar[bool] = False
+    #: Changes only with git activity, which moves the repository's ``updated_on``
+    #: (notes §8.11): unread while that has not moved since the last read.
+    follows_git: t.ClassVar[bool] = False
 
     # `clean_body()` already strips NUL bytes and normalises timestamps at every depth, so
     # the SDK's recursive conformance pass would only re-walk each record (it took most
@@ -137,7 +146,9 @@ class BitbucketStream(RESTStream[str | None]):
             raise RetriableAPIError(msg, response)
         if status in self.tolerated_errors:
             raise SkipPartition(
-                status, f"{self.tolerated_errors[status]} ({error_message(response)})"
+                status,
+                f"{self.tolerated_errors[status]} ({error_message(response)})",
+                scopes=self.scope_refusal(response),
             )
         if status == HTTPStatus.UNAUTHORIZED:
             raise self.services.transport.unauthorized(response)
@@ -147,6 +158,15 @@ class BitbucketStream(RESTStream[str | None]):
             msg = f"HTTP {status} from GET {path}: {error_message(response)}.{hint}"
             raise APIError(msg)
         response_json(response)  # decode now, inside the retry policy
+
+    def scope_refusal(self, response: requests.Response) -> list[str] | None:
+        """For a tolerated 403 that is about the credential's scopes (gaps.py): the
+        scopes Bitbucket names (maybe none); None for any other answer."""
+        if response.status_code != HTTPStatus.FORBIDDEN or 403 not in self.tolerated_errors:
+            return None
+        if not is_scope_refusal(error_message(response)):
+            return None
+        return required_scopes(response_json(response))
 
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         """Retry policy: the transport's (tries for faults, a wait ceiling for 429)."""
@@ -172,6 +192,8 @@ class BitbucketStream(RESTStream[str | None]):
         transport = self.services.transport
         if not transport.prefetcher.enabled or self.ABORT_AT_RECORD_COUNT is not None:
             return
+        if not self.needs_request(context):
+            return
         first = self.get_http_request(page=PageContext(stream_context=context, next_page_token=None))
         paginator = self.paginator_for(context)
 
@@ -182,9 +204,16 @@ class BitbucketStream(RESTStream[str | None]):
             link = paginator.get_next(response) if paginator.has_more(response) else None
             return _prepared_url(link) if link else None
 
+        gaps = self.services.gaps
+
         def fetch(url: str) -> requests.Response | None:
+            if gaps.known(self.name):
+                return None  # learned meanwhile: the sync will not ask either
             prepared = requests.Request("GET", url, headers=self.http_headers).prepare()
             response = transport.send(prepared, self.name)
+            scopes = self.scope_refusal(response)
+            if scopes is not None:
+                gaps.learn(self.name, describe(context), scopes)
             if response.status_code == HTTPStatus.TOO_MANY_REQUESTS or response.status_code >= 500:
                 return None  # not final: the main thread's request retries it
             if response.ok:
@@ -199,10 +228,55 @@ class BitbucketStream(RESTStream[str | None]):
     # -- records ---------------------------------------------------------------------
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        if not self.needs_request(context):
+            return
         try:
             yield from super().request_records(context)
         except SkipPartition as skip:
+            if skip.scopes is not None:
+                self.services.gaps.learn(self.name, describe(context), skip.scopes)
+                return
             warn_skip(self.name, context, skip)
+        self.read_done(context)
+
+    # -- what a scheduled run can leave unread (issue 13) -----------------------------
+
+    def needs_request(self, context: Context | None) -> bool:
+        """Whether this partition must be asked this run; the same answer for prefetch
+        planning and for the sync, since both read the run's starting bookmarks."""
+        services = self.services
+        if services.gaps.known(self.name):
+            return False
+        if not context:
+            return True
+        partition = self.partition_of(context)
+        marks = services.bookmarks
+        if self.slow_changing and not marks.refresh_due(self.name, partition):
+            return False
+        return not (
+            self.follows_git
+            and not self.selected_children()
+            and marks.git_unchanged(self.name, partition, self.repo_updated_on(context))
+        )
+
+    def read_done(self, context: Context | None) -> None:
+        """Stamp a whole read (or a tolerated refusal, which is an answer too)."""
+        if not context or not (self.slow_changing or self.follows_git):
+            return
+        marks = self.services.bookmarks
+        marks.stamp_read(
+            self.get_context_state(context),
+            refreshed_at=marks.now if self.slow_changing else None,
+            repo_updated_on=self.repo_updated_on(context) if self.follows_git else None,
+        )
+
+    def partition_of(self, context: Mapping[str, t.Any]) -> dict[str, t.Any]:
+        return self.services.bookmarks.partition_context(context, self.state_partitioning_keys)
+
+    def repo_updated_on(self, context: Mapping[str, t.Any]) -> str | None:
+        return self.services.directory.repo_updated_on(
+            str(context.get("workspace_slug")), str(context.get("repo_uuid"))
+        )
 
     def post_process(
         self, row: dict[str, t.Any], context: Context | None = None

@@ -45,6 +45,7 @@ class Directory:
         self._accesses: list[dict[str, t.Any]] | None = None
         self._workspaces: dict[str, dict[str, t.Any]] = {}
         self._repositories: dict[str, list[dict[str, t.Any]]] = {}
+        self._updated_on: dict[str, dict[str, t.Any]] = {}
 
     def accesses(self) -> list[dict[str, t.Any]]:
         """The workspaces the credential can see (GET /workspaces answers 410 since
@@ -86,6 +87,17 @@ class Directory:
             with self._lock:
                 self._repositories[slug] = cached
         return cached
+
+    def repo_updated_on(self, slug: str, repo_uuid: str) -> str | None:
+        """The listed ``updated_on`` of a repository (moves on git activity only)."""
+        with self._lock:
+            index = self._updated_on.get(slug)
+        if index is None:
+            index = {str(r.get("uuid")): r.get("updated_on") for r in self.repositories(slug)}
+            with self._lock:
+                self._updated_on[slug] = index
+        found = index.get(repo_uuid)
+        return str(found) if found else None
 
     def check_credentials(self) -> None:
         """One cheap authenticated call that fails fast on bad credentials, through the

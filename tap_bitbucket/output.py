@@ -25,7 +25,7 @@ import time
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
-from singer_sdk.singerlib import SchemaMessage, StateMessage
+from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import TapState
@@ -41,6 +41,8 @@ class TapWriter(MsgSpecWriter):
         # the identity test below sound; an equal but new dict is compared by value.
         self._schema_lines: dict[str, tuple[t.Any, bytes]] = {}
         self._written_schema: dict[str, bytes] = {}
+        #: RECORD messages written (the progress lines count them).
+        self.records_written = 0
 
     def serialize_message(self, message: t.Any) -> t.Any:
         if isinstance(message, StateMessage):
@@ -79,6 +81,8 @@ class TapWriter(MsgSpecWriter):
             out.write(line)
             return
         out.write(self.format_message(message))
+        if isinstance(message, RecordMessage):
+            self.records_written += 1
         if isinstance(message, StateMessage):
             out.flush()
 

@@ -9,6 +9,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
     from tap_bitbucket.directory import Directory
+    from tap_bitbucket.gaps import CredentialGaps
+    from tap_bitbucket.progress import Progress
     from tap_bitbucket.scope import Scope
     from tap_bitbucket.settings import Settings
     from tap_bitbucket.streams.bookmarks import Bookmarks
@@ -22,5 +24,7 @@ class Services:
     scope: Scope
     directory: Directory
     bookmarks: Bookmarks
+    gaps: CredentialGaps
+    progress: Progress
     #: Offer the tap's state now (a stream at a safe point inside a partition).
     write_state: Callable[[], None]

@@ -149,6 +149,33 @@ SETTINGS = th.PropertiesList(
         ),
     ),
     th.Property(
+        "admin_refresh_hours",
+        th.NumberType,
+        default=24,
+        description=(
+            "How often the slow-changing settings tables (permissions, branch restrictions, "
+            "webhooks, deploy keys, default reviewers, environments, downloads, workspace "
+            "members and hooks, project permissions) are read again, per repository or "
+            "project. Each is read at least once per interval, spread over the runs in "
+            "between; 0 reads them on every run."
+        ),
+    ),
+    th.Property(
+        "max_requests_per_run",
+        th.IntegerType,
+        description=(
+            "Stop cleanly once this many requests are made: the repository in flight is "
+            "finished, the final STATE is written and the run exits 0; the next run goes "
+            "on from the next repository. Absent means no cap."
+        ),
+    ),
+    th.Property(
+        "progress_interval_seconds",
+        th.NumberType,
+        default=30,
+        description="Seconds between two progress lines (repositories, records, requests, ETA).",
+    ),
+    th.Property(
         "shard_count",
         th.IntegerType,
         default=1,
@@ -180,6 +207,9 @@ _NUMBERS: dict[str, tuple[type, float, bool]] = {
     "max_workers": (int, 1, False),
     "shard_count": (int, 1, False),
     "shard_index": (int, 0, False),
+    "admin_refresh_hours": (float, 0, False),
+    "max_requests_per_run": (int, 1, False),
+    "progress_interval_seconds": (float, 0, True),
 }
 
 
@@ -204,6 +234,9 @@ class Settings:
     max_workers: int = 4
     shard_count: int = 1
     shard_index: int = 0
+    admin_refresh_hours: float = 24.0
+    max_requests_per_run: int | None = None
+    progress_interval_seconds: float = 30.0
     #: The whole config as plain JSON types, for the auth module and the secret list.
     raw: Mapping[str, t.Any] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}), repr=False, compare=False

@@ -12,7 +12,10 @@ from singer_sdk import Tap
 from tap_bitbucket import auth
 from tap_bitbucket.directory import Directory
 from tap_bitbucket.errors import ConfigError
+from tap_bitbucket.gaps import CredentialGaps
 from tap_bitbucket.output import TapWriter, ThrottledStateWriter
+from tap_bitbucket.planning import plan_run
+from tap_bitbucket.progress import Progress
 from tap_bitbucket.redact import install_redaction
 from tap_bitbucket.scope import Scope
 from tap_bitbucket.sdk_gaps import quiet_unsorted_warning
@@ -63,12 +66,19 @@ class TapBitbucket(Tap):
             install_redaction(
                 lambda: [v for v in (*secrets, *authenticator.secret_values()) if v]
             )
+            writer = self.message_writer
             self._services = Services(
                 settings=settings,
                 transport=transport,
                 scope=Scope(settings),
                 directory=Directory(settings, transport),
                 bookmarks=Bookmarks(self.state, settings),
+                gaps=CredentialGaps(),
+                progress=Progress(
+                    settings,
+                    transport,
+                    lambda: writer.records_written if isinstance(writer, TapWriter) else 0,
+                ),
                 write_state=lambda: self.state_writer.write_state(self.state),
             )
         return self._services
@@ -89,9 +99,12 @@ class TapBitbucket(Tap):
         try:
             services.transport.authenticator.prepare()
             self.check_scope()
+            plan_run(self.streams.values(), services)
+            services.progress.start()
             self.sync_all()
             self.state_writer.flush()
         finally:
+            services.progress.stop()
             services.transport.close()
             if isinstance(self.message_writer, TapWriter):
                 self.message_writer.close()

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import typing as t
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -83,6 +83,14 @@ class TokenBucket:
         if wait > 0:
             time.sleep(wait)
 
+    def lower_to(self, limit_per_hour: float) -> None:
+        """Never pace faster than the limit the server states (below requests_per_hour)."""
+        with self._lock:
+            rate = limit_per_hour / 3600.0
+            if self.rate is not None and rate < self.rate:
+                LOGGER.info("Pacing to the stated %.0f requests/h", limit_per_hour)
+                self.rate = rate
+
     def slow_down(self, limit_per_hour: float | None = None) -> None:
         with self._lock:
             base = (limit_per_hour / 3600.0) if limit_per_hour else (self.rate or 1000 / 3600.0)
@@ -112,6 +120,9 @@ class Transport:
         self._lock = threading.Lock()
         self.requests_by_stream: Counter[str] = Counter()
         self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._sent_at: deque[float] = deque()
+        #: The hourly limit Bitbucket states (``X-RateLimit-Limit``, access tokens, §4.4).
+        self.server_limit: int | None = None
 
     def session(self, stream_name: str) -> StreamSession:
         """A session that counts its requests for ``stream_name`` (one per stream)."""
@@ -151,6 +162,7 @@ class Transport:
         authed.headers["User-Agent"] = self.user_agent
         with self._lock:
             self.requests_by_stream[stream_name] += 1
+            self._sent_at.append(time.monotonic())
         response = self.http().send(
             authed,
             timeout=self.settings.request_timeout_seconds,
@@ -184,9 +196,39 @@ class Transport:
                 self._local.retry_after = max(0.0, float(value))
             except ValueError:
                 self._local.retry_after = None
+        limit = response.headers.get("X-RateLimit-Limit", "")
+        if limit.isdigit() and int(limit) != self.server_limit:
+            # Scaled limits reach 10,000/h (notes §4.3): the budget the progress lines and
+            # the start-up estimate count against is the one the server states.
+            if self.server_limit is None:
+                LOGGER.info(
+                    "Bitbucket states a rate limit of %s requests/hour (resource '%s')",
+                    f"{int(limit):,}",
+                    response.headers.get("X-RateLimit-Resource", "?"),
+                )
+            self.server_limit = int(limit)
+            self.pacer.lower_to(self.server_limit)
         if response.headers.get("X-RateLimit-NearLimit", "").lower() == "true":
-            limit = response.headers.get("X-RateLimit-Limit")
-            self.pacer.slow_down(float(limit) if limit and limit.isdigit() else None)
+            self.pacer.slow_down(float(limit) if limit.isdigit() else None)
+
+    # -- the budget --------------------------------------------------------------------
+
+    def total_requests(self) -> int:
+        with self._lock:
+            return sum(self.requests_by_stream.values())
+
+    def requests_last_hour(self) -> int:
+        """Requests this process sent in the last rolling hour (Bitbucket's window)."""
+        horizon = time.monotonic() - 3600
+        with self._lock:
+            while self._sent_at and self._sent_at[0] < horizon:
+                self._sent_at.popleft()
+            return len(self._sent_at)
+
+    def hourly_budget(self) -> int | None:
+        """The smaller of the server's stated limit and ``requests_per_hour``, if any."""
+        known = [int(v) for v in (self.server_limit, self.settings.requests_per_hour) if v]
+        return min(known) if known else None
 
     def unauthorized(self, response: requests.Response) -> AuthError:
         """The authenticator's own hint for a 401 it could not fix (issue 12, bug 6)."""

@@ -361,12 +361,16 @@ def compare_rows(
 
 
 def normalised_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The state with each stream's partitions in a stable order (for comparisons)."""
+    """The state with each stream's partitions in a stable order (for comparisons), and
+    each ``refreshed_at`` (the clock of the run that wrote it) as a placeholder."""
     state = json.loads(json.dumps(state))
     for stream_state in (state.get("bookmarks") or {}).values():
         parts = stream_state.get("partitions")
         if isinstance(parts, list):
             parts.sort(key=lambda p: json.dumps(p.get("context"), sort_keys=True))
+            for part in parts:
+                if "refreshed_at" in part:
+                    part["refreshed_at"] = "<run clock>"
     return state
 
 
@@ -632,6 +636,10 @@ _SKIP_LINE = re.compile(
 )
 
 
+#: The words of the one WARNING of a stream the credential lacks the scope for.
+CREDENTIAL_WIDE = "everywhere this run"
+
+
 def parse_skip(line: str) -> tuple[str, str, int, str] | None:
     match = _SKIP_LINE.search(line)
     if not match:
@@ -642,7 +650,9 @@ def parse_skip(line: str) -> tuple[str, str, int, str] | None:
 def check_skip_warnings(result: TapResult, expected: set[tuple[str, str, int]]) -> list[str]:
     """Problems with the skip WARNINGs: exactly one per expected (stream, partition)."""
     problems = []
-    lines = result.skip_lines()
+    # A scope the credential lacks is one WARNING per stream, not per partition (issue
+    # 13); the tests of those lines check them on their own.
+    lines = [line for line in result.skip_lines() if CREDENTIAL_WIDE not in line]
     parsed = [parse_skip(line) for line in lines]
     for line, item in zip(lines, parsed, strict=True):
         if item is None:

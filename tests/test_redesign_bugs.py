@@ -146,7 +146,8 @@ def test_every_numeric_setting_at_zero_is_zero_or_refused(name: str) -> None:
     except ConfigError as exc:
         assert exc.setting == name
         assert name in {"requests_per_hour", "request_timeout_seconds", "max_retries",
-                        "max_workers", "shard_count"}
+                        "max_workers", "shard_count", "max_requests_per_run",
+                        "progress_interval_seconds"}
         return
     assert getattr(settings, name) == 0
 

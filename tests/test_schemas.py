@@ -298,3 +298,13 @@ def test_account_username_is_documented_as_deprecated(stream: str) -> None:
         assert sub.get("description", "").startswith("Deprecated"), f"{stream}: {path}"
     if stream in {"projects", "repositories", "repository_group_permissions"}:
         assert found, f"{stream}: no account username declared"
+
+
+@pytest.mark.unit
+def test_scopes_file_is_generated_from_the_spec() -> None:
+    """tap_bitbucket/scopes.json names the scopes of each stream's endpoint, from the
+    vendored spec (python -m scripts.generate_scopes rewrites it)."""
+    from scripts import generate_scopes  # noqa: PLC0415
+
+    assert generate_scopes.OUT_PATH.read_text(encoding="utf-8") == generate_scopes.generate()
+    assert generate_scopes.main(["--check"]) == 0

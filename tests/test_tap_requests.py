@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
-from tests.benchmark.minimum import minimum_requests
+from tap_bitbucket.streams import STREAM_TYPES
+from tests.benchmark.minimum import minimum_requests, refreshed_partitions
 from tests.emulator import Emulator, EmulatorConfig
 from tests.tap_helpers import TapResult, api_token_config, run_tap
 
+STREAMS = {str(c.name): c for c in STREAM_TYPES}
 TOTALS = re.compile(r"Requests made: (\d+) in total \((.*)\)")
 
 
@@ -45,6 +47,14 @@ class Run:
     result: TapResult
     served: list[str]  # the GET paths and queries the emulator answered
     floor: dict[str, int]  # stream -> fewest requests possible
+    refreshed: set[tuple[str, str]] = field(default_factory=set)  # slow partitions re-read
+
+
+def partition_path(stream: str, where: str) -> str:
+    """The API path a slow-changing partition's first page is read from."""
+    parts = where.split("/")
+    keys = ["workspace_slug", "project_key" if "project_key" in STREAMS[stream].path else "repo_slug"]
+    return "/2.0" + STREAMS[stream].path.format(**dict(zip(keys, parts, strict=False)))
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +71,9 @@ def runs() -> dict[tuple[int, str], Run]:
             emu.reset_log()
             again = run_tap(config, state=full.last_state)
             assert again.returncode == 0, again.stderr[-3000:]
-            floor = minimum_requests(emu.dataset, incremental_nochange=True)
-            out[(workers, "nochange")] = Run(again, api_requests(emu), floor)
+            refreshed = refreshed_partitions(full.last_state, again.last_state)
+            floor = minimum_requests(emu.dataset, incremental_nochange=True, refreshed=refreshed)
+            out[(workers, "nochange")] = Run(again, api_requests(emu), floor, refreshed)
     return out
 
 
@@ -96,7 +107,15 @@ def test_workers_make_the_same_requests_as_one_thread(
     runs: dict[tuple[int, str], Run],
 ) -> None:
     for kind in ("full", "nochange"):
-        assert Counter(runs[(8, kind)].served) == Counter(runs[(1, kind)].served), kind
+        one, eight = runs[(1, kind)], runs[(8, kind)]
+        # A slow-changing partition falls due by the clock (streams/bookmarks.py), so two
+        # runs made seconds apart may differ there, and only there.
+        paths = {partition_path(*p) for p in one.refreshed ^ eight.refreshed}
+
+        def comparable(run: Run) -> Counter[str]:
+            return Counter(u for u in run.served if u.split("?")[0] not in paths)
+
+        assert comparable(eight) == comparable(one), kind
 
 
 @pytest.mark.parametrize("workers", [1, 8])

@@ -15,6 +15,15 @@ keys of its own to a repository's partition:
   promotes the partition's progress markers as they are), so the start of the next
   scan is the later of the two.
 
+Three more serve scheduled runs (issue 13):
+
+* ``refreshed_at`` (slow-changing settings tables): when the partition was last read
+  whole; it is read again once per ``admin_refresh_hours`` (see :meth:`Bookmarks.refresh_due`);
+* ``repo_updated_on`` (commits, branches, tags): the repository's ``updated_on`` when
+  they were last read; unchanged means no git activity, so nothing to read (notes §8.11);
+* ``resume_at`` (workspaces and repositories): where a capped run stopped, so the next
+  run goes on from there (rotation: no repository starves).
+
 :class:`Bookmarks` answers "where does this partition start?" for the main thread and
 for prefetch planning alike. It reads a snapshot of the state taken before any
 partition of this run moved (each repository-level partition is visited once per run),
@@ -24,10 +33,12 @@ so a plan made for the next repository asks for exactly what its sync will ask f
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import math
 import threading
 import typing as t
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from tap_bitbucket.errors import StateError
 from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
@@ -41,6 +52,9 @@ CHILDREN_SINCE = "children_since"
 RECENT_KEYS = "recent_keys"
 RUNNING = "running"
 HIGH_WATER = "high_water"
+REFRESHED_AT = "refreshed_at"
+REPO_UPDATED_ON = "repo_updated_on"
+RESUME_AT = "resume_at"
 
 
 def partition_context(
@@ -61,10 +75,15 @@ def _key(stream: str, context: Mapping[str, t.Any]) -> str:
 class Bookmarks:
     """Starting points of the run's partitions; see the module docstring."""
 
-    def __init__(self, state: Mapping[str, t.Any], settings: Settings) -> None:
+    def __init__(
+        self, state: Mapping[str, t.Any], settings: Settings, now: datetime | None = None
+    ) -> None:
         self._state = state
         self.start_date = settings.start_date
         self.overlap = timedelta(seconds=settings.lookback_seconds)
+        self.refresh_seconds = settings.admin_refresh_hours * 3600.0
+        #: The run's clock for refresh decisions and stamps: one value for the whole run.
+        self.now = now or datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self._index: dict[str, dict[str, t.Any]] | None = None
 
@@ -96,6 +115,51 @@ class Bookmarks:
     def recent_keys(self, stream: str, context: Mapping[str, t.Any]) -> set[str]:
         found = self._partition(stream, context).get(RECENT_KEYS)
         return {str(k) for k in found} if isinstance(found, list) else set()
+
+    def known(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """Whether the state holds this partition (an earlier run read it)."""
+        return bool(self._partition(stream, context))
+
+    def refresh_due(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """Whether a slow-changing partition is read this run.
+
+        Each partition has its own phase (a hash of its stream and context) within the
+        refresh interval, and is due when one of its phase boundaries passed since its
+        last read. So no partition is older than one interval, and after a full sync
+        the partitions fall due evenly over the next interval instead of all at once.
+        """
+        stamp = self._partition(stream, context).get(REFRESHED_AT)
+        if self.refresh_seconds <= 0 or not isinstance(stamp, str):
+            return True
+        interval = self.refresh_seconds
+        digest = hashlib.sha1(_key(stream, context).encode(), usedforsecurity=False)
+        phase = int(digest.hexdigest()[:8], 16) / 2**32 * interval
+
+        def slot(moment: datetime) -> int:
+            return math.floor((moment.timestamp() - phase) / interval)
+
+        return slot(self.now) > slot(parse_timestamp(stamp))
+
+    def git_unchanged(
+        self, stream: str, context: Mapping[str, t.Any], repo_updated_on: str | None
+    ) -> bool:
+        """Whether the repository's ``updated_on`` is the one of the last full read."""
+        seen = self._partition(stream, context).get(REPO_UPDATED_ON)
+        return bool(seen and repo_updated_on and seen == repo_updated_on)
+
+    def resume_at(self, stream: str, context: Mapping[str, t.Any]) -> str | None:
+        found = self._partition(stream, context).get(RESUME_AT)
+        return str(found) if found else None
+
+    # The writers and the partition rule, for the base stream (which cannot import
+    # this package without a cycle: streams import the base stream).
+    partition_context = staticmethod(partition_context)
+
+    @staticmethod
+    def stamp_read(
+        state: dict[str, t.Any], *, refreshed_at: datetime | None, repo_updated_on: str | None
+    ) -> None:
+        stamp_read(state, refreshed_at=refreshed_at, repo_updated_on=repo_updated_on)
 
     def children_since(self, stream: str, context: Mapping[str, t.Any]) -> str | None:
         """The ``since`` of an interrupted run's children, else this run's bookmark."""
@@ -141,6 +205,23 @@ def end_pipelines(
     state[RUNNING] = running
     if high_water is not None:
         state[HIGH_WATER] = format_timestamp(high_water)
+
+
+def stamp_read(
+    state: dict[str, t.Any], *, refreshed_at: datetime | None, repo_updated_on: str | None
+) -> None:
+    """After a whole read of a partition: when, and at which repository ``updated_on``."""
+    if refreshed_at is not None:
+        state[REFRESHED_AT] = format_timestamp(refreshed_at)
+    if repo_updated_on:
+        state[REPO_UPDATED_ON] = repo_updated_on
+
+
+def set_resume_at(state: dict[str, t.Any], key: str | None) -> None:
+    if key:
+        state[RESUME_AT] = key
+    else:
+        state.pop(RESUME_AT, None)
 
 
 def validate_state(state: t.Any) -> None:

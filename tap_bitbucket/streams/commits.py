@@ -23,6 +23,7 @@ class BranchesStream(RepoStream):
     path = "/repositories/{workspace_slug}/{repo_slug}/refs/branches"
     primary_keys = ("repo_uuid", "name")
     tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
+    follows_git = True
 
 
 class TagsStream(RepoStream):
@@ -32,6 +33,7 @@ class TagsStream(RepoStream):
     path = "/repositories/{workspace_slug}/{repo_slug}/refs/tags"
     primary_keys = ("repo_uuid", "name")
     tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
+    follows_git = True
 
 
 class CommitsStream(RepoStream):
@@ -49,6 +51,9 @@ class CommitsStream(RepoStream):
     replication_key = "date"
     is_sorted = False
     tolerated_errors: t.ClassVar[dict[int, str]] = {409: _EMPTY, 404: REPO_GONE}
+    # Unread while the repository's updated_on has not moved (a push moves it, notes
+    # §8.11), unless commit statuses are selected: those change without a push.
+    follows_git = True
 
     def paginator_for(self, context: Context | None) -> BitbucketPaginator:
         mark = self.services.bookmarks.start(self.name, context or {})

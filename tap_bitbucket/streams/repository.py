@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.client import BitbucketStream
+from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.workspace import WorkspacesStream, group_slug, user_uuid
 
 if t.TYPE_CHECKING:
@@ -42,10 +43,19 @@ class RepositoriesStream(BitbucketStream):
         assert context is not None
         services = self.services
         slug = str(context["workspace_slug"])
-        rows = [r for r in services.directory.repositories(slug) if services.scope.includes_record(r)]
-        prefetcher = services.transport.prefetcher
+        listed = [
+            r for r in services.directory.repositories(slug) if services.scope.includes_record(r)
+        ]
+        state = self.get_context_state(context)
+        rows = rotated(listed, services.bookmarks.resume_at(self.name, self.partition_of(context)))
+        prefetcher, counter = services.transport.prefetcher, services.progress
         planned = 0
         for index, row in enumerate(rows):
+            if not counter.room_for_a_repository():
+                # The cap of a scheduled run: stop before this repository, and start the
+                # next run here (issue 13: every repository gets its turn).
+                bookmarks.set_resume_at(state, str(row["uuid"]))
+                return
             if prefetcher.enabled:
                 planned = max(planned, index)
                 budget = 3 * prefetcher.workers
@@ -54,7 +64,10 @@ class RepositoriesStream(BitbucketStream):
                 ):
                     self._plan(rows[planned], context)
                     planned += 1
+            counter.repository_started()
             yield row
+            counter.repository_done()
+        bookmarks.set_resume_at(state, None)
 
     def _plan(self, row: dict[str, t.Any], context: Context) -> None:
         """Prefetch the children's first pages of one repository the maps keep."""
@@ -73,6 +86,14 @@ class RepositoriesStream(BitbucketStream):
         }
 
 
+def rotated(rows: list[dict[str, t.Any]], start_uuid: str | None) -> list[dict[str, t.Any]]:
+    """The rows from the one a capped run stopped at, then the rest (unknown: as listed)."""
+    for index, row in enumerate(rows):
+        if str(row.get("uuid")) == start_uuid:
+            return rows[index:] + rows[:index]
+    return rows
+
+
 class RepoStream(BitbucketStream):
     """A child of ``repositories``: one partition (and one bookmark) per repository.
 
@@ -87,7 +108,17 @@ class RepoStream(BitbucketStream):
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: REPO_GONE}
 
 
-class AdminRepoStream(RepoStream):
+class SettingsRepoStream(RepoStream):
+    """A slow-changing repository settings table, read once per ``admin_refresh_hours``.
+
+    Nothing in Bitbucket says when these change (no timestamp, no event in the
+    repository's ``updated_on``), so they are re-read on a schedule (issue 13).
+    """
+
+    slow_changing = True
+
+
+class AdminRepoStream(SettingsRepoStream):
     """A repository setting that needs admin rights (or a scope) to read."""
 
     tolerated_errors: t.ClassVar[dict[int, str]] = {403: NO_ADMIN, 404: REPO_GONE}
@@ -121,7 +152,7 @@ class BranchRestrictionsStream(AdminRepoStream):
     primary_keys = ("repo_uuid", "id")
 
 
-class DefaultReviewersStream(RepoStream):
+class DefaultReviewersStream(SettingsRepoStream):
     """Repository default reviewers: GET /repositories/{w}/{r}/default-reviewers."""
 
     name = "default_reviewers"
@@ -142,7 +173,7 @@ class RepositoryWebhooksStream(AdminRepoStream):
     primary_keys = ("uuid",)
 
 
-class DownloadsStream(RepoStream):
+class DownloadsStream(SettingsRepoStream):
     """Download artifacts: GET /repositories/{w}/{r}/downloads."""
 
     name = "downloads"
@@ -158,7 +189,7 @@ class DeployKeysStream(AdminRepoStream):
     primary_keys = ("repo_uuid", "id")
 
 
-class EnvironmentsStream(RepoStream):
+class EnvironmentsStream(SettingsRepoStream):
     """Deployment environments: GET /repositories/{w}/{r}/environments."""
 
     name = "environments"

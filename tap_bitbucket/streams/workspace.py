@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.client import BitbucketStream
+from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.timestamps import newer_than
 
 if t.TYPE_CHECKING:
@@ -55,21 +56,42 @@ class WorkspacesStream(BitbucketStream):
                 for a in directory.accesses()
             }
         )
-        for slug in directory.workspace_slugs():
-            # The list item carries only uuid, slug and links: read the workspace itself
-            # (one request per workspace) so the record has its name, dates and flags.
-            workspace = dict(directory.workspace(slug))
-            if slug in administrator:
-                workspace["administrator"] = administrator[slug]
-            if services.scope.emits_workspace_tables:
-                yield workspace
-            else:
-                # Workspace-level tables belong to shard 0, so N shards emit them once;
-                # the other shards only need each workspace to reach its repositories.
-                child_context = self.get_child_context(workspace, context)
-                for child in self.selected_children():
-                    if child.name == "repositories":
-                        child.sync(context=child_context)
+        state = self.get_context_state(context)
+        slugs = directory.workspace_slugs()
+        start = services.bookmarks.resume_at(self.name, {})
+        if start in slugs:
+            # A capped run stopped in this workspace: start there (issue 13, rotation).
+            slugs = slugs[slugs.index(start) :] + slugs[: slugs.index(start)]
+        for index, slug in enumerate(slugs):
+            if not services.progress.room_for_a_repository():
+                bookmarks.set_resume_at(state, slug)
+                return
+            yield from self._workspace(slug, administrator, context)
+            if services.progress.capped:
+                # Stopped inside this workspace, which keeps its own place: the next run
+                # starts with the next workspace, so none waits on a large one.
+                bookmarks.set_resume_at(state, slugs[(index + 1) % len(slugs)])
+                return
+        bookmarks.set_resume_at(state, None)
+
+    def _workspace(
+        self, slug: str, administrator: dict[str, t.Any], context: Context | None
+    ) -> Iterable[dict[str, t.Any]]:
+        services = self.services
+        # The list item carries only uuid, slug and links: read the workspace itself
+        # (one request per workspace) so the record has its name, dates and flags.
+        workspace = dict(services.directory.workspace(slug))
+        if slug in administrator:
+            workspace["administrator"] = administrator[slug]
+        if services.scope.emits_workspace_tables:
+            yield workspace
+        else:
+            # Workspace-level tables belong to shard 0, so N shards emit them once;
+            # the other shards only need each workspace to reach its repositories.
+            child_context = self.get_child_context(workspace, context)
+            for child in self.selected_children():
+                if child.name == "repositories":
+                    child.sync(context=child_context)
 
     def get_child_context(self, record: dict[str, t.Any], context: Context | None) -> Context:
         return {"workspace_slug": record["slug"], "workspace_uuid": record["uuid"]}
@@ -92,6 +114,8 @@ class WorkspaceMembersStream(WorkspaceChildStream):
     primary_keys = ("workspace_uuid", "user_uuid")
     replication_key = None
     tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN}
+    # Membership changes are rare next to an hourly schedule, and nothing dates them.
+    slow_changing = True
 
     transform = user_uuid
 
@@ -104,6 +128,7 @@ class WorkspaceWebhooksStream(WorkspaceChildStream):
     primary_keys = ("uuid",)
     replication_key = None
     tolerated_errors: t.ClassVar[dict[int, str]] = {403: _NO_ADMIN}
+    slow_changing = True
 
 
 class ProjectsStream(WorkspaceChildStream):
@@ -152,7 +177,10 @@ class ProjectsStream(WorkspaceChildStream):
 
 
 class ProjectChildStream(BitbucketStream):
+    """A project's settings table: slow-changing, read once per ``admin_refresh_hours``."""
+
     parent_stream_type = ProjectsStream
+    slow_changing = True
     context_keys = ("workspace_slug", "project_key", "project_uuid")
     tolerated_errors: t.ClassVar[dict[int, str]] = {
         403: "the credential lacks project admin rights (project:admin)",

@@ -140,6 +140,10 @@ class Emulator:
     def delete_repository(self, full_name: str) -> None:
         self.dataset.delete_repository(full_name)
 
+    def add_item(self, path: str, item: dict[str, Any], *, touch_repo: bool) -> Any:
+        """Append an item to a collection (see ``Dataset.add_item``)."""
+        return self.dataset.add_item(path, item, touch_repo=touch_repo)
+
     def add_fault(self, rule: FaultRule | dict[str, Any]) -> FaultRule:
         return self._server.faults.add(rule)
 

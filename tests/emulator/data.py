@@ -805,6 +805,25 @@ class Dataset:
         r = self._repo_of(_norm(path))
         return r.info if r else None
 
+    def add_item(self, path: str, item: dict, *, touch_repo: bool) -> datetime:
+        """A test's change: append ``item`` to the collection at ``path`` (a new tag, a
+        deploy key, a member...) one minute later on the clock. With ``touch_repo``, the
+        repository's ``updated_on`` moves to that time, as Bitbucket moves it on git
+        activity and only then (notes §8.11). Returns the new clock."""
+        p = _norm(path)
+        with self.lock:
+            if p not in self._cols:
+                raise KeyError(f"no collection at {path}")
+            self._clock_us += MINUTE
+            self._cols[p] = [*self._cols[p], item]
+            r = self._repo_of(p)
+            if touch_repo:
+                if r is None:
+                    raise KeyError(f"{path} is not a repository's collection")
+                r.pushed_us = self._clock_us
+                self._mut_touch_repo(r, lambda *_: None)
+            return _dt(self._clock_us)
+
     def delete_repository(self, full_name: str) -> None:
         with self.lock:
             r = self._repo_by_name.get(full_name)

@@ -77,6 +77,8 @@ __all__ = [
 API_PREFIX = "/2.0"
 OAUTH_PREFIX = "/site/oauth2"
 ADMIN_PREFIX = "/_emulator"
+#: What the emulator's access token was created with (it cannot read permissions).
+ACCESS_TOKEN_SCOPES = ["repository", "pullrequest", "pipeline", "project", "webhook"]
 
 CHANGE_2770_BODY: dict[str, Any] = {
     "type": "error",
@@ -250,7 +252,7 @@ def match_route(path: str) -> tuple[Route | None, dict[str, str]]:
 # helpers
 
 
-def error_body(message: str, detail: str | None = None) -> dict[str, Any]:
+def error_body(message: str, detail: Any = None) -> dict[str, Any]:
     err: dict[str, Any] = {"message": message}
     if detail is not None:
         err["detail"] = detail
@@ -270,7 +272,7 @@ class Response:
         return cls(status, json.dumps(payload).encode(), hdrs)
 
     @classmethod
-    def error(cls, status: int, message: str, detail: str | None = None) -> Response:
+    def error(cls, status: int, message: str, detail: Any = None) -> Response:
         return cls.json(status, error_body(message, detail))
 
 
@@ -865,10 +867,12 @@ class ApiServer:
             return Response.error(410, "This feature has been removed")
 
         if route.permission and auth_kind == "access_token":
+            # Bitbucket's scope refusal names what was required and what was granted
+            # (backstage/backstage#22383, gildas/bitbucket-cli#56).
             return Response.error(
                 403,
                 "Your credentials lack one or more required privilege scopes.",
-                "Access tokens cannot read permissions.",
+                {"required": ["repository:admin"], "granted": ACCESS_TOKEN_SCOPES},
             )
 
         query = urllib.parse.parse_qsl(raw_query, keep_blank_values=True)
@@ -1074,6 +1078,11 @@ class ApiServer:
             return Response.json(200, {"ok": True})
         if path == "/revoke" and method == "POST":
             return Response.json(200, {"revoked": self.revoke_token(str(payload["token"]))})
+        if path == "/add-item" and method == "POST":
+            clock = self.dataset.add_item(
+                str(payload["path"]), dict(payload["item"]), touch_repo=bool(payload["touch_repo"])
+            )
+            return Response.json(200, {"clock": clock.isoformat()})
         if path == "/delete-repository" and method == "POST":
             full_name = str(payload["full_name"])
             if not any(r.full_name == full_name for r in self.dataset.repos):
