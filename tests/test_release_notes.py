@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 
 from scripts.release_notes import NotFound, section
-from tests.tap_helpers import ROOT
+from tests.harness import ROOT
 
 SAMPLE = """# Changelog
 

@@ -18,7 +18,7 @@ import pytest
 
 from tap_bitbucket.streams.batches import CHILD_BATCH
 from tests.emulator import Emulator
-from tests.tap_helpers import TapResult, api_token_config, discovered_catalog, run_tap, select_only
+from tests.harness import TapResult, api_token_config, discovered_catalog, run_tap, select_only
 
 CHILDREN = {
     "pull_request_comments": ("pullrequests", "comments"),

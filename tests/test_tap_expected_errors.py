@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, FaultRule
-from tests.tap_helpers import (
+from tests.harness import (
     DEFAULT_STREAMS,
     STREAM_CLASSES,
     Scope,

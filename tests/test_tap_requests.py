@@ -18,7 +18,7 @@ import pytest
 
 from tests.benchmark.minimum import minimum_requests
 from tests.emulator import Emulator, EmulatorConfig
-from tests.tap_helpers import TapResult, api_token_config, run_tap
+from tests.harness import TapResult, api_token_config, run_tap
 
 TOTALS = re.compile(r"Requests made: (\d+) in total \((.*)\)")
 
