@@ -120,6 +120,7 @@ def test_a_refused_repository_listing_fails_the_run_and_names_the_workspace(
 # ------------------------------------------------------- bug 4: the SCHEMA line cache
 
 
+@pytest.mark.unit
 def test_schema_lines_are_kept_per_stream(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     """Two streams whose SCHEMA share one dict (or one freed dict's id) each get their own
     line: the old cache keyed by id(schema) wrote stream a's line for stream b."""

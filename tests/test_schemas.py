@@ -17,6 +17,8 @@ import pytest
 
 from scripts import generate_schemas as gen
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = ROOT / "tap_bitbucket" / "schemas"
 RECORDED = ROOT / "tests" / "emulator" / "real_responses" / "2.0"
