@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from scripts import generate_schemas as gen
+from tap_bitbucket.streams import STREAM_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -198,6 +199,28 @@ def test_every_stream_has_a_schema_file_and_no_file_is_orphaned() -> None:
     actual = {path.name for path in SCHEMAS_DIR.glob("*.json")}
     assert sorted(expected - actual) == [], "streams without a schema file"
     assert sorted(actual - expected) == [], "schema files without a stream"
+
+
+def test_the_generator_takes_the_stream_facts_from_the_registry() -> None:
+    """One declaration per stream (issue 12): the generator's endpoints, primary keys and
+    join keys are the stream classes' own; SPEC adds only the spec schema and the keys
+    the transforms derive."""
+    assert [c.schema_name or c.name for c in STREAM_TYPES] == list(gen.STREAMS)
+    assert set(gen.SPEC) == set(gen.STREAMS)
+    for cls in STREAM_TYPES:
+        entry = gen.STREAMS[cls.schema_name or cls.name]
+        assert entry["primary_keys"] == list(cls.primary_keys)
+        assert list(entry["keys"])[: len(cls.context_keys)] == list(cls.context_keys)
+        endpoint = str(cls.path).replace("{workspace_slug}", "{workspace}")
+        assert entry["endpoint"].startswith(endpoint.replace("{commit_hash}", "{commit}"))
+
+
+def test_spec_and_registry_must_name_the_same_streams() -> None:
+    without_tags = {k: v for k, v in gen.SPEC.items() if k != "tags"}
+    with pytest.raises(SystemExit, match="add stream 'tags' to SPEC"):
+        gen.stream_table(without_tags)
+    with pytest.raises(SystemExit, match=r"registry lacks: \['gone'\]"):
+        gen.stream_table({**gen.SPEC, "gone": ("tag", {})})
 
 
 # 3. Valid Draft 7, with the tap's keys and primary keys at top level. -------------------------
