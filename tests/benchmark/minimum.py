@@ -76,7 +76,9 @@ def full_table_streams(parent: str) -> list[str]:
 
 def _check_coverage() -> None:
     covered = MODELLED | {
-        s for parent in ("workspaces", "projects", "repositories") for s in full_table_streams(parent)
+        s
+        for parent in ("workspaces", "projects", "repositories")
+        for s in full_table_streams(parent)
     }
     missing = sorted(cls.name for cls in DEFAULT if cls.name not in covered)
     if missing:
