@@ -25,6 +25,7 @@ import pytest
 from tests.emulator import Emulator, FaultRule
 from tests.harness import (
     DEFAULT_STREAMS,
+    SOURCE,
     STREAM_CLASSES,
     Scope,
     TapResult,
@@ -145,7 +146,7 @@ def test_repository_deleted_during_the_sync_is_skipped(
     names = ["acme/api", "acme/web-app", "acme/infra"]
     scope = Scope(repositories=lambda n: n in names)
     listed = expected_rows(ds, scope, DEFAULT_STREAMS)["repositories"]
-    assert [r["full_name"] for r in listed] == names
+    assert [r[SOURCE]["full_name"] for r in listed] == names
 
     watcher = _delete_when_fired(emu, rule, "acme/web-app")
     result = run_tap(api_token_config(emu, repositories=names, max_workers=1))

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tap_bitbucket.client import BitbucketStream
 from tap_bitbucket.streams import STREAM_TYPES
 from tests.emulator.server import match_route
-from tests.harness.checks import SOURCE
+from tests.harness.checks import SOURCE, get_path
 from tests.harness.running import TapResult
 
 STREAM_CLASSES = {cls.name: cls for cls in STREAM_TYPES}
@@ -68,138 +69,120 @@ def scoped_repositories(dataset: Any, scope: Scope) -> list[tuple[dict[str, Any]
     return out
 
 
+#: The join keys' naming convention: `<entity>_<field>` is that field of the parent
+#: record of the entity's stream (repo_uuid: the repository's uuid, pull_request_id: the
+#: pull request's id, project_key: the project's key).
+ENTITIES = {
+    "workspace": "workspaces",
+    "project": "projects",
+    "repo": "repositories",
+    "pull_request": "pull_requests",
+    "pipeline": "pipelines",
+    "commit": "commits",
+}
+#: Primary-key fields the tap lifts out of a nested object (its transforms), and where the
+#: served object has them: the first dotted path present.
+LIFTED_KEYS = {"user_uuid": ("user.uuid", "uuid"), "group_slug": ("group.slug",)}
+
+Row = tuple[dict[str, Any], dict[str, Any]]  # (the record's join keys, the served object)
+
+
+def _join_keys(
+    cls: type[BitbucketStream], parent: str, context: dict[str, Any], obj: dict[str, Any]
+) -> dict[str, Any]:
+    """The context keys of a `cls` record under the parent record (context, obj)."""
+    keys = {}
+    for key in cls.context_keys:
+        if key in context:
+            keys[key] = context[key]
+            continue
+        entity, field = next(
+            (e, key.removeprefix(f"{e}_")) for e in ENTITIES if key.startswith(f"{e}_")
+        )
+        assert ENTITIES[entity] == parent, f"{cls.__name__}: {key} is not a key of {parent}"
+        keys[key] = obj[field]
+    return keys
+
+
+def _identity(cls: type[BitbucketStream], obj: dict[str, Any]) -> dict[str, Any]:
+    """The primary-key fields of the record the tap makes of `obj` (join keys apart)."""
+    out = {}
+    for key in cls.primary_keys:
+        if key in cls.context_keys:
+            continue
+        paths = LIFTED_KEYS.get(key, (key,))
+        out[key] = next((v for p in paths if (v := get_path(obj, p)) is not None), None)
+    return out
+
+
 def expected_rows(
     dataset: Any, scope: Scope = Scope(), streams: Iterable[str] = ALL_STREAMS
 ) -> dict[str, list[dict[str, Any]]]:
     """stream -> one dict per object the tap must emit (identity fields + join keys).
 
-    Everything comes from the emulator's collections: an object that the emulator serves
-    under a path the tap reads must be emitted once, and nothing else. Paths that answer
-    an error (empty repository, Pipelines disabled, deleted repository) contribute nothing.
+    Everything comes from the emulator's collections, walked down the stream registry:
+    each stream's objects are the collection the emulator serves at the stream's `path`
+    for each record of its parent; the record's join keys are its `context_keys`, its
+    identity the primary keys. An object served under a path the tap reads must be
+    emitted once, and nothing else. Paths that answer an error (empty repository,
+    Pipelines disabled, deleted repository) contribute nothing. The two streams whose
+    primary key the tap computes (DERIVED_KEYS) are identified by other fields.
     """
     wanted = set(streams)
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
-
-    def add(stream: str, row: dict[str, Any], source: dict[str, Any] | None = None) -> None:
-        if stream in rows:
-            rows[stream].append({**row, SOURCE: source} if source is not None else row)
-
-    for ws in scoped_workspaces(dataset, scope):
-        slug, ws_uuid = ws["slug"], ws["uuid"]
-        wkeys = {"workspace_slug": slug, "workspace_uuid": ws_uuid}
-        add("workspaces", {"uuid": ws_uuid, "slug": slug}, ws)
-        for member in _values(dataset, f"/workspaces/{slug}/members"):
-            add("workspace_members", {**wkeys, "user_uuid": member["user"]["uuid"]}, member)
-        for hook in _values(dataset, f"/workspaces/{slug}/hooks"):
-            add("workspace_webhooks", {**wkeys, "uuid": hook["uuid"]}, hook)
-        for proj in _values(dataset, f"/workspaces/{slug}/projects"):
-            add("projects", {**wkeys, "uuid": proj["uuid"], "key": proj["key"]}, proj)
-            pkeys = {
-                "workspace_slug": slug,
-                "project_key": proj["key"],
-                "project_uuid": proj["uuid"],
-            }
-            base = f"/workspaces/{slug}/projects/{proj['key']}"
-            for perm in _values(dataset, f"{base}/permissions-config/users"):
-                add("project_user_permissions", {**pkeys, "user_uuid": perm["user"]["uuid"]}, perm)
-            for perm in _values(dataset, f"{base}/permissions-config/groups"):
-                add(
-                    "project_group_permissions",
-                    {**pkeys, "group_slug": perm["group"]["slug"]},
-                    perm,
-                )
-            for rev in _values(dataset, f"{base}/default-reviewers"):
-                add("project_default_reviewers", {**pkeys, "user_uuid": rev["user"]["uuid"]}, rev)
-
-    for ws, repo in scoped_repositories(dataset, scope):
-        add(
-            "repositories",
-            {
-                "workspace_slug": ws["slug"],
-                "workspace_uuid": ws["uuid"],
-                "uuid": repo["uuid"],
-                "full_name": repo["full_name"],
-            },
-            repo,
-        )
-        _repo_rows(dataset, ws["slug"], repo, add)
+    records: dict[str, list[Row]] = {}
+    for cls in STREAM_TYPES:  # parents come before their children
+        name = cls.name
+        parent = cls.parent_stream_type
+        if parent is None:
+            records[name] = [({}, ws) for ws in scoped_workspaces(dataset, scope)]
+            continue
+        found: list[Row] = []
+        for context, obj in records[parent.name]:
+            keys = _join_keys(cls, parent.name, context, obj)
+            found += [(keys, item) for item in _served(dataset, cls, keys)]
+        if name == "repositories":
+            found = [(k, repo) for k, repo in found if scope.repo_in_scope(repo["full_name"])]
+        records[name] = found
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name in wanted:
+        cls = STREAM_CLASSES[name]
+        if name in DERIVED_KEYS:
+            rows[name] = _derived_key_rows(dataset, name, records["pull_requests"])
+        else:
+            rows[name] = [
+                {**keys, **_identity(cls, obj), SOURCE: obj} for keys, obj in records[name]
+            ]
     return rows
 
 
-def _repo_rows(dataset: Any, ws_slug: str, repo: dict[str, Any], add: Callable[..., None]) -> None:
-    r = f"/repositories/{repo['full_name']}"
-    rkeys = {"workspace_slug": ws_slug, "repo_slug": repo["slug"], "repo_uuid": repo["uuid"]}
-    for perm in _values(dataset, f"{r}/permissions-config/users"):
-        add("repository_user_permissions", {**rkeys, "user_uuid": perm["user"]["uuid"]}, perm)
-    for perm in _values(dataset, f"{r}/permissions-config/groups"):
-        add("repository_group_permissions", {**rkeys, "group_slug": perm["group"]["slug"]}, perm)
-    for ref in _values(dataset, f"{r}/refs/branches"):
-        add("branches", {**rkeys, "name": ref["name"]}, ref)
-    for ref in _values(dataset, f"{r}/refs/tags"):
-        add("tags", {**rkeys, "name": ref["name"]}, ref)
-    for commit in _values(dataset, f"{r}/commits"):
-        add("commits", {**rkeys, "hash": commit["hash"]}, commit)
-        for status in _values(dataset, f"{r}/commit/{commit['hash']}/statuses"):
-            add(
-                "commit_statuses",
-                {**rkeys, "commit_hash": commit["hash"], "key": status["key"]},
-                status,
-            )
-    for pr in _values(dataset, f"{r}/pullrequests"):
-        add("pull_requests", {**rkeys, "id": pr["id"]}, pr)
-        _pull_request_rows(dataset, r, rkeys, pr, add)
-    for pipeline in _values(dataset, f"{r}/pipelines"):
-        add("pipelines", {**rkeys, "uuid": pipeline["uuid"]}, pipeline)
-        for step in _values(dataset, f"{r}/pipelines/{pipeline['uuid']}/steps"):
-            add(
-                "pipeline_steps",
-                {**rkeys, "pipeline_uuid": pipeline["uuid"], "uuid": step["uuid"]},
-                step,
-            )
-    for item in _values(dataset, f"{r}/deployments"):
-        add("deployments", {**rkeys, "uuid": item["uuid"]}, item)
-    for item in _values(dataset, f"{r}/environments"):
-        add("environments", {**rkeys, "uuid": item["uuid"]}, item)
-    for item in _values(dataset, f"{r}/branch-restrictions"):
-        add("branch_restrictions", {**rkeys, "id": item["id"]}, item)
-    for item in _values(dataset, f"{r}/default-reviewers"):
-        add("default_reviewers", {**rkeys, "user_uuid": item["uuid"]}, item)
-    for item in _values(dataset, f"{r}/hooks"):
-        add("repository_webhooks", {**rkeys, "uuid": item["uuid"]}, item)
-    for item in _values(dataset, f"{r}/downloads"):
-        add("downloads", {**rkeys, "name": item["name"]}, item)
-    for item in _values(dataset, f"{r}/deploy-keys"):
-        add("deploy_keys", {**rkeys, "id": item["id"]}, item)
+def _served(dataset: Any, cls: type[BitbucketStream], keys: dict[str, Any]) -> list[dict[str, Any]]:
+    if cls.name in DERIVED_KEYS:
+        return []  # walked per pull request below
+    return _values(dataset, str(cls.path).format(**keys))
 
 
-def _pull_request_rows(
-    dataset: Any,
-    r: str,
-    rkeys: dict[str, Any],
-    pr: dict[str, Any],
-    add: Callable[..., None],
-) -> None:
-    pkeys = {**rkeys, "pull_request_id": pr["id"]}
-    base = f"{r}/pullrequests/{pr['id']}"
-    for comment in _values(dataset, f"{base}/comments"):
-        add("pull_request_comments", {**pkeys, "id": comment["id"]}, comment)
-    for _entry in _values(dataset, f"{base}/activity"):
-        # No id from Bitbucket: one row per entry, compared as a count per PR.
-        add("pull_request_activity", dict(pkeys))
-    for commit in _values(dataset, f"{base}/commits"):
-        add("pull_request_commits", {**pkeys, "hash": commit["hash"]}, commit)
-    for task in _values(dataset, f"{base}/tasks"):
-        add("pull_request_tasks", {**pkeys, "id": task["id"]}, task)
-    target = dataset.diffstat_target(base)
-    for entry in _values(dataset, target) if target else []:
-        add(
-            "pull_request_diffstats",
-            {
-                **pkeys,
-                "old.path": (entry.get("old") or {}).get("path"),
-                "new.path": (entry.get("new") or {}).get("path"),
-            },
-        )
+def _derived_key_rows(dataset: Any, stream: str, pull_requests: list[Row]) -> list[dict[str, Any]]:
+    """Activity and diffstats, per pull request: the tap reads activity with one walk of
+    the repository, and diffstats through a redirect; the ground truth reads each PR's
+    own list, so the PR an entry belongs to is checked too."""
+    out = []
+    for keys, pr in pull_requests:
+        pkeys = {**keys, "pull_request_id": pr["id"]}
+        base = f"/repositories/{keys['workspace_slug']}/{keys['repo_slug']}/pullrequests/{pr['id']}"
+        if stream == "pull_request_activity":
+            # No id from Bitbucket: one row per entry, compared as a count per PR.
+            out += [dict(pkeys) for _ in _values(dataset, f"{base}/activity")]
+            continue
+        target = dataset.diffstat_target(base)
+        for entry in _values(dataset, target) if target else []:
+            out.append(
+                {
+                    **pkeys,
+                    "old.path": (entry.get("old") or {}).get("path"),
+                    "new.path": (entry.get("new") or {}).get("path"),
+                }
+            )
+    return out
 
 
 # ---------------------------------------------------------------------------- skips
