@@ -8,8 +8,8 @@
 Inputs: ``spec/bitbucket-cloud-swagger.v3.json`` (read-only) and ``scripts/schema_overlay.json``
 (data only: live-only fields, hand-written schemas, polymorphic bases, timestamp names). The
 stream facts (endpoint, primary keys, join keys) come from the stream registry
-(``tap_bitbucket.streams.STREAM_TYPES``); ``SPEC`` below adds each stream's spec schema and
-the keys its transforms derive. The output is deterministic: sorted keys, 2-space indent
+(``tap_bitbucket.streams.STREAM_TYPES``), the items' schema from the spec's declaration of
+the endpoint; ``SCHEMA_OVERRIDES`` and ``DERIVED_KEYS`` below say what neither does. The output is deterministic: sorted keys, 2-space indent
 (lists of scalars such as ``["string", "null"]`` on one line), trailing newline.
 
 Rules applied to every schema:
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,47 +74,38 @@ DATETIME = "date-time"
 
 # The stream facts come from the stream registry (tap_bitbucket.streams.STREAM_TYPES, one
 # declaration per stream, issue 12): the endpoint (`path`), the primary keys (listed as
-# "required") and the join keys the tap copies from the context (`context_keys`). This
-# table holds only what a stream class has no use for: the spec schema of the endpoint's
-# items, and the top-level keys the tap's transforms derive, with their types.
-SPEC: dict[str, tuple[str, dict[str, str]]] = {
-    "workspaces": ("workspace", {"administrator": BOOLEAN}),
-    "workspace_members": ("workspace_membership", {"user_uuid": STRING}),
-    "workspace_webhooks": ("webhook_subscription", {}),
-    "projects": ("project", {}),
-    "project_user_permissions": ("project_user_permission", {"user_uuid": STRING}),
-    "project_group_permissions": ("project_group_permission", {"group_slug": STRING}),
-    "project_default_reviewers": ("default_reviewer_and_type", {"user_uuid": STRING}),
-    "repositories": ("repository", {}),
-    "repository_user_permissions": ("repository_user_permission", {"user_uuid": STRING}),
-    "repository_group_permissions": ("repository_group_permission", {"group_slug": STRING}),
-    "branches": ("branch", {}),
-    "tags": ("tag", {}),
-    "commits": ("commit", {}),
-    "commit_statuses": ("commitstatus", {}),
-    "pull_requests": ("pullrequest", {}),
-    "pull_request_comments": ("pullrequest_comment", {}),
-    "pull_request_activity": (
-        "pullrequest_activity",
-        {
-            "pull_request_id": INTEGER,
-            "activity_id": STRING,
-            "activity_kind": STRING,
-            "activity_date": DATETIME,
-        },
-    ),
-    "pull_request_commits": ("commit", {}),
-    "pull_request_tasks": ("pullrequest_comment_task", {}),
-    "pull_request_diffstats": ("diffstat", {"file_key": STRING}),
-    "pipelines": ("pipeline", {}),
-    "pipeline_steps": ("pipeline_step", {}),
-    "deployments": ("deployment", {}),
-    "environments": ("deployment_environment", {}),
-    "branch_restrictions": ("branchrestriction", {}),
-    "default_reviewers": ("account", {"user_uuid": STRING}),
-    "repository_webhooks": ("webhook_subscription", {}),
-    "downloads": ("repository_download", {}),
-    "deploy_keys": ("deploy_key", {}),
+# "required") and the join keys the tap copies from the context (`context_keys`). The
+# items' schema is the one the spec declares for the endpoint's GET 200 (the `values` of
+# its paginated envelope). Only what neither says is kept here.
+
+#: Streams whose items the spec describes wrongly or not at all, and the schema they use.
+SCHEMA_OVERRIDES = {
+    # /user/workspaces lists workspace_access; the tap emits the inner workspace.
+    "workspaces": "workspace",
+    # The spec says base_commit; the list serves full commits (parents, summary...).
+    "commits": "commit",
+    "pull_request_commits": "commit",  # the spec declares no response body
+    "pull_request_activity": "pullrequest_activity",  # overlay schema: not in the spec
+    "pull_request_diffstats": "diffstat",  # a 302 in the spec; its target lists diffstat
+    "downloads": "repository_download",  # overlay schema: the spec declares no body
+}
+#: Top-level keys the streams' transforms derive, with their types.
+DERIVED_KEYS: dict[str, dict[str, str]] = {
+    "workspaces": {"administrator": BOOLEAN},
+    "workspace_members": {"user_uuid": STRING},
+    "project_user_permissions": {"user_uuid": STRING},
+    "project_group_permissions": {"group_slug": STRING},
+    "project_default_reviewers": {"user_uuid": STRING},
+    "repository_user_permissions": {"user_uuid": STRING},
+    "repository_group_permissions": {"group_slug": STRING},
+    "pull_request_activity": {
+        "pull_request_id": INTEGER,
+        "activity_id": STRING,
+        "activity_kind": STRING,
+        "activity_date": DATETIME,
+    },
+    "pull_request_diffstats": {"file_key": STRING},
+    "default_reviewers": {"user_uuid": STRING},
 }
 #: Join keys that are not strings.
 KEY_TYPES = {"pull_request_id": INTEGER}
@@ -126,34 +118,61 @@ ENDPOINT_NOTES = {
 }
 
 
-def stream_table(spec: dict[str, tuple[str, dict[str, str]]] = SPEC) -> dict[str, dict[str, Any]]:
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def spec_item_schema(spec: dict[str, Any], path: str) -> str | None:
+    """The component the spec declares for the items of GET `path`, or None."""
+    by_shape = {_shape(p): item for p, item in spec.get("paths", {}).items()}
+    try:
+        body = by_shape[_shape(path)]["get"]["responses"]["200"]["content"]["application/json"]
+    except KeyError:
+        return None
+    ref = str(body["schema"].get("$ref", ""))
+    envelope = spec["components"]["schemas"].get(_ref_name(ref), {}) if ref else {}
+    for part in [envelope, *envelope.get("allOf", [])]:
+        values = part.get("properties", {}).get("values")
+        if values and "$ref" in values.get("items", {}):
+            return _ref_name(values["items"]["$ref"])
+    return _ref_name(ref) if ref else None
+
+
+def stream_table(
+    spec: dict[str, Any] | None = None, overrides: dict[str, str] = SCHEMA_OVERRIDES
+) -> dict[str, dict[str, Any]]:
     """stream -> endpoint, source schema (spec component or overlay "schemas" entry), the
     tap's own top-level keys with their types, and the primary keys, from the registry."""
     sys.path.insert(0, str(ROOT))  # run as a script: the package beside scripts/
     from tap_bitbucket.streams import STREAM_TYPES  # noqa: PLC0415
 
+    spec = load_json(SPEC_PATH) if spec is None else spec
     table: dict[str, dict[str, Any]] = {}
     for cls in STREAM_TYPES:
         name = cls.schema_name or cls.name
-        if name not in spec:
-            raise SystemExit(f"generate_schemas: add stream {name!r} to SPEC (its spec schema)")
-        schema, derived = spec[name]
+        schema = overrides.get(name) or spec_item_schema(spec, str(cls.path))
+        if schema is None:
+            raise SystemExit(
+                f"generate_schemas: the spec declares no items for {cls.path}: "
+                f"add stream {name!r} to SCHEMA_OVERRIDES"
+            )
         endpoint = str(cls.path)
         for placeholder, spec_name in PLACEHOLDERS.items():
             endpoint = endpoint.replace(placeholder, spec_name)
+        keys = {k: KEY_TYPES.get(k, STRING) for k in cls.context_keys}
         table[name] = {
             "endpoint": endpoint + ENDPOINT_NOTES.get(name, ""),
             "schema": schema,
-            "keys": {**{k: KEY_TYPES.get(k, STRING) for k in cls.context_keys}, **derived},
+            "keys": {**keys, **DERIVED_KEYS.get(name, {})},
             "primary_keys": list(cls.primary_keys),
         }
-    unknown = sorted(set(spec) - set(table))
+    unknown = sorted((set(overrides) | set(DERIVED_KEYS) | set(ENDPOINT_NOTES)) - set(table))
     if unknown:
-        raise SystemExit(f"generate_schemas: SPEC names streams the registry lacks: {unknown}")
+        raise SystemExit(
+            f"generate_schemas: these tables name streams the registry lacks: {unknown}"
+        )
     return table
 
-
-STREAMS = stream_table()
 
 _TYPE_ORDER = ["object", "array", "string", "integer", "number", "boolean", "null"]
 
@@ -481,6 +500,9 @@ class SchemaBuilder:
 def load_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
+
+
+STREAMS = stream_table()
 
 
 def _dump(node: Any, level: int) -> str:
