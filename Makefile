@@ -17,7 +17,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test lint types install meltano-install readme dist clean
+.PHONY: run test test-unit lint types install meltano-install readme dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ test: $(STAMP) $(PLUGINS_STAMP)
 	$(BIN)/python -m pytest -n 2 -q $(addprefix --ignore=,$(E2E_TESTS)); first=$$?; \
 	$(BIN)/python -m pytest -n 2 -q $(E2E_TESTS); second=$$?; \
 	exit $$(( first != 0 ? first : second ))
+
+# The fast tier alone: in-process unit tests (settings, scope, bookmarks, pages, streams
+# status mapping and transforms, auth, the CLI's error mapping, the SDK-API scan), no
+# subprocess and no emulator server; under 20 s. `make test` runs them too.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check tap_bitbucket tests scripts

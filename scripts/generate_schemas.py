@@ -7,7 +7,9 @@
 
 Inputs: ``spec/bitbucket-cloud-swagger.v3.json`` (read-only) and ``scripts/schema_overlay.json``
 (data only: live-only fields, hand-written schemas, polymorphic bases, timestamp names). The
-stream table (``STREAMS``) is below. The output is deterministic: sorted keys, 2-space indent
+stream facts (endpoint, primary keys, join keys) come from the stream registry
+(``tap_bitbucket.streams.STREAM_TYPES``), the items' schema from the spec's declaration of
+the endpoint; ``SCHEMA_OVERRIDES`` and ``DERIVED_KEYS`` below say what neither does. The output is deterministic: sorted keys, 2-space indent
 (lists of scalars such as ``["string", "null"]`` on one line), trailing newline.
 
 Rules applied to every schema:
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,196 +72,107 @@ INTEGER = "integer"
 BOOLEAN = "boolean"
 DATETIME = "date-time"
 
-_WS = {"workspace_slug": STRING, "workspace_uuid": STRING}
-_PROJECT = {"workspace_slug": STRING, "project_key": STRING, "project_uuid": STRING}
-_REPO = {"workspace_slug": STRING, "repo_slug": STRING, "repo_uuid": STRING}
-_PR = {**_REPO, "pull_request_id": INTEGER}
-_R = "/repositories/{workspace}/{repo_slug}"
-_P = "/workspaces/{workspace}/projects/{project_key}"
+# The stream facts come from the stream registry (tap_bitbucket.streams.STREAM_TYPES, one
+# declaration per stream, issue 12): the endpoint (`path`), the primary keys (listed as
+# "required") and the join keys the tap copies from the context (`context_keys`). The
+# items' schema is the one the spec declares for the endpoint's GET 200 (the `values` of
+# its paginated envelope). Only what neither says is kept here.
 
-# stream -> endpoint, source schema (spec component or overlay "schemas" entry), the tap's own
-# top-level keys with their types, and the primary keys (listed as "required").
-STREAMS: dict[str, dict[str, Any]] = {
-    "workspaces": {
-        "endpoint": "/user/workspaces (inner workspace) or /workspaces/{workspace}",
-        "schema": "workspace",
-        "keys": {"administrator": BOOLEAN},
-        "primary_keys": ["uuid"],
-    },
-    "workspace_members": {
-        "endpoint": "/workspaces/{workspace}/members",
-        "schema": "workspace_membership",
-        "keys": {**_WS, "user_uuid": STRING},
-        "primary_keys": ["workspace_uuid", "user_uuid"],
-    },
-    "workspace_webhooks": {
-        "endpoint": "/workspaces/{workspace}/hooks",
-        "schema": "webhook_subscription",
-        "keys": _WS,
-        "primary_keys": ["uuid"],
-    },
-    "projects": {
-        "endpoint": "/workspaces/{workspace}/projects",
-        "schema": "project",
-        "keys": _WS,
-        "primary_keys": ["uuid"],
-    },
-    "project_user_permissions": {
-        "endpoint": f"{_P}/permissions-config/users",
-        "schema": "project_user_permission",
-        "keys": {**_PROJECT, "user_uuid": STRING},
-        "primary_keys": ["project_uuid", "user_uuid"],
-    },
-    "project_group_permissions": {
-        "endpoint": f"{_P}/permissions-config/groups",
-        "schema": "project_group_permission",
-        "keys": {**_PROJECT, "group_slug": STRING},
-        "primary_keys": ["project_uuid", "group_slug"],
-    },
-    "project_default_reviewers": {
-        "endpoint": f"{_P}/default-reviewers",
-        "schema": "default_reviewer_and_type",
-        "keys": {**_PROJECT, "user_uuid": STRING},
-        "primary_keys": ["project_uuid", "user_uuid"],
-    },
-    "repositories": {
-        "endpoint": "/repositories/{workspace}",
-        "schema": "repository",
-        "keys": _WS,
-        "primary_keys": ["uuid"],
-    },
-    "repository_user_permissions": {
-        "endpoint": f"{_R}/permissions-config/users",
-        "schema": "repository_user_permission",
-        "keys": {**_REPO, "user_uuid": STRING},
-        "primary_keys": ["repo_uuid", "user_uuid"],
-    },
-    "repository_group_permissions": {
-        "endpoint": f"{_R}/permissions-config/groups",
-        "schema": "repository_group_permission",
-        "keys": {**_REPO, "group_slug": STRING},
-        "primary_keys": ["repo_uuid", "group_slug"],
-    },
-    "branches": {
-        "endpoint": f"{_R}/refs/branches",
-        "schema": "branch",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "name"],
-    },
-    "tags": {
-        "endpoint": f"{_R}/refs/tags",
-        "schema": "tag",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "name"],
-    },
-    "commits": {
-        "endpoint": f"{_R}/commits",
-        "schema": "commit",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "hash"],
-    },
-    "commit_statuses": {
-        "endpoint": f"{_R}/commit/{{commit}}/statuses",
-        "schema": "commitstatus",
-        "keys": {**_REPO, "commit_hash": STRING},
-        "primary_keys": ["repo_uuid", "commit_hash", "key"],
-    },
-    "pull_requests": {
-        "endpoint": f"{_R}/pullrequests",
-        "schema": "pullrequest",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "id"],
-    },
-    "pull_request_comments": {
-        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/comments",
-        "schema": "pullrequest_comment",
-        "keys": _PR,
-        "primary_keys": ["repo_uuid", "pull_request_id", "id"],
-    },
-    "pull_request_activity": {
-        "endpoint": f"{_R}/pullrequests/activity (all PRs of the repository)",
-        "schema": "pullrequest_activity",
-        "keys": {
-            **_PR,
-            "activity_id": STRING,
-            "activity_kind": STRING,
-            "activity_date": DATETIME,
-        },
-        "primary_keys": ["repo_uuid", "pull_request_id", "activity_id"],
-    },
-    "pull_request_commits": {
-        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/commits",
-        "schema": "commit",
-        "keys": _PR,
-        "primary_keys": ["repo_uuid", "pull_request_id", "hash"],
-    },
-    "pull_request_tasks": {
-        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/tasks",
-        "schema": "pullrequest_comment_task",
-        "keys": _PR,
-        "primary_keys": ["repo_uuid", "pull_request_id", "id"],
-    },
-    "pull_request_diffstats": {
-        "endpoint": f"{_R}/pullrequests/{{pull_request_id}}/diffstat",
-        "schema": "diffstat",
-        "keys": {**_PR, "file_key": STRING},
-        "primary_keys": ["repo_uuid", "pull_request_id", "file_key"],
-    },
-    "pipelines": {
-        "endpoint": f"{_R}/pipelines",
-        "schema": "pipeline",
-        "keys": _REPO,
-        "primary_keys": ["uuid"],
-    },
-    "pipeline_steps": {
-        "endpoint": f"{_R}/pipelines/{{pipeline_uuid}}/steps",
-        "schema": "pipeline_step",
-        "keys": {**_REPO, "pipeline_uuid": STRING},
-        "primary_keys": ["uuid"],
-    },
-    "deployments": {
-        "endpoint": f"{_R}/deployments",
-        "schema": "deployment",
-        "keys": _REPO,
-        "primary_keys": ["uuid"],
-    },
-    "environments": {
-        "endpoint": f"{_R}/environments",
-        "schema": "deployment_environment",
-        "keys": _REPO,
-        "primary_keys": ["uuid"],
-    },
-    "branch_restrictions": {
-        "endpoint": f"{_R}/branch-restrictions",
-        "schema": "branchrestriction",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "id"],
-    },
-    "default_reviewers": {
-        "endpoint": f"{_R}/default-reviewers",
-        "schema": "account",
-        "keys": {**_REPO, "user_uuid": STRING},
-        "primary_keys": ["repo_uuid", "user_uuid"],
-    },
-    "repository_webhooks": {
-        "endpoint": f"{_R}/hooks",
-        "schema": "webhook_subscription",
-        "keys": _REPO,
-        "primary_keys": ["uuid"],
-    },
-    "downloads": {
-        "endpoint": f"{_R}/downloads",
-        "schema": "repository_download",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "name"],
-    },
-    "deploy_keys": {
-        "endpoint": f"{_R}/deploy-keys",
-        "schema": "deploy_key",
-        "keys": _REPO,
-        "primary_keys": ["repo_uuid", "id"],
-    },
+#: Streams whose items the spec describes wrongly or not at all, and the schema they use.
+SCHEMA_OVERRIDES = {
+    # /user/workspaces lists workspace_access; the tap emits the inner workspace.
+    "workspaces": "workspace",
+    # The spec says base_commit; the list serves full commits (parents, summary...).
+    "commits": "commit",
+    "pull_request_commits": "commit",  # the spec declares no response body
+    "pull_request_activity": "pullrequest_activity",  # overlay schema: not in the spec
+    "pull_request_diffstats": "diffstat",  # a 302 in the spec; its target lists diffstat
+    "downloads": "repository_download",  # overlay schema: the spec declares no body
 }
+#: Top-level keys the streams' transforms derive, with their types.
+DERIVED_KEYS: dict[str, dict[str, str]] = {
+    "workspaces": {"administrator": BOOLEAN},
+    "workspace_members": {"user_uuid": STRING},
+    "project_user_permissions": {"user_uuid": STRING},
+    "project_group_permissions": {"group_slug": STRING},
+    "project_default_reviewers": {"user_uuid": STRING},
+    "repository_user_permissions": {"user_uuid": STRING},
+    "repository_group_permissions": {"group_slug": STRING},
+    "pull_request_activity": {
+        "pull_request_id": INTEGER,
+        "activity_id": STRING,
+        "activity_kind": STRING,
+        "activity_date": DATETIME,
+    },
+    "pull_request_diffstats": {"file_key": STRING},
+    "default_reviewers": {"user_uuid": STRING},
+}
+#: Join keys that are not strings.
+KEY_TYPES = {"pull_request_id": INTEGER}
+#: How the schema descriptions name a path's placeholders (the spec's own names).
+PLACEHOLDERS = {"{workspace_slug}": "{workspace}", "{commit_hash}": "{commit}"}
+#: What a description adds to a stream's path.
+ENDPOINT_NOTES = {
+    "workspaces": " (inner workspace) or /workspaces/{workspace}",
+    "pull_request_activity": " (all PRs of the repository)",
+}
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def spec_item_schema(spec: dict[str, Any], path: str) -> str | None:
+    """The component the spec declares for the items of GET `path`, or None."""
+    by_shape = {_shape(p): item for p, item in spec.get("paths", {}).items()}
+    try:
+        body = by_shape[_shape(path)]["get"]["responses"]["200"]["content"]["application/json"]
+    except KeyError:
+        return None
+    ref = str(body["schema"].get("$ref", ""))
+    envelope = spec["components"]["schemas"].get(_ref_name(ref), {}) if ref else {}
+    for part in [envelope, *envelope.get("allOf", [])]:
+        values = part.get("properties", {}).get("values")
+        if values and "$ref" in values.get("items", {}):
+            return _ref_name(values["items"]["$ref"])
+    return _ref_name(ref) if ref else None
+
+
+def stream_table(
+    spec: dict[str, Any] | None = None, overrides: dict[str, str] = SCHEMA_OVERRIDES
+) -> dict[str, dict[str, Any]]:
+    """stream -> endpoint, source schema (spec component or overlay "schemas" entry), the
+    tap's own top-level keys with their types, and the primary keys, from the registry."""
+    sys.path.insert(0, str(ROOT))  # run as a script: the package beside scripts/
+    from tap_bitbucket.streams import STREAM_TYPES  # noqa: PLC0415
+
+    spec = load_json(SPEC_PATH) if spec is None else spec
+    table: dict[str, dict[str, Any]] = {}
+    for cls in STREAM_TYPES:
+        name = cls.schema_name or cls.name
+        schema = overrides.get(name) or spec_item_schema(spec, str(cls.path))
+        if schema is None:
+            raise SystemExit(
+                f"generate_schemas: the spec declares no items for {cls.path}: "
+                f"add stream {name!r} to SCHEMA_OVERRIDES"
+            )
+        endpoint = str(cls.path)
+        for placeholder, spec_name in PLACEHOLDERS.items():
+            endpoint = endpoint.replace(placeholder, spec_name)
+        keys = {k: KEY_TYPES.get(k, STRING) for k in cls.context_keys}
+        table[name] = {
+            "endpoint": endpoint + ENDPOINT_NOTES.get(name, ""),
+            "schema": schema,
+            "keys": {**keys, **DERIVED_KEYS.get(name, {})},
+            "primary_keys": list(cls.primary_keys),
+        }
+    unknown = sorted((set(overrides) | set(DERIVED_KEYS) | set(ENDPOINT_NOTES)) - set(table))
+    if unknown:
+        raise SystemExit(
+            f"generate_schemas: these tables name streams the registry lacks: {unknown}"
+        )
+    return table
+
 
 _TYPE_ORDER = ["object", "array", "string", "integer", "number", "boolean", "null"]
 
@@ -586,6 +500,9 @@ class SchemaBuilder:
 def load_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
+
+
+STREAMS = stream_table()
 
 
 def _dump(node: Any, level: int) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tap_bitbucket.drift import BASELINE_FILE, build_baseline
 from tests.emulator import Emulator, EmulatorConfig
-from tests.tap_helpers import api_token_config, discovered_catalog, run_tap, select_all
+from tests.harness import api_token_config, discovered_catalog, run_tap, select_all
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "tap_bitbucket" / BASELINE_FILE

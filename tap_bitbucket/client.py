@@ -140,16 +140,19 @@ class BitbucketStream(RESTStream[str | None]):
 
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
-        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            # Bitbucket's 429 is text/plain and usually has no Retry-After (notes §4.5).
-            msg = f"HTTP {status} from {urlsplit(response.url).path}: {error_message(response)}"
-            raise RetriableAPIError(msg, response)
+        # Tolerated first: a stream may tolerate a 5xx that is an answer, not a fault
+        # (diffstat's 555, no computable diff, notes §8.10); retrying it only delays the
+        # failure of the whole run.
         if status in self.tolerated_errors:
             raise SkipPartition(
                 status,
                 f"{self.tolerated_errors[status]} ({error_message(response)})",
                 scopes=self.scope_refusal(response),
             )
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            # Bitbucket's 429 is text/plain and usually has no Retry-After (notes §4.5).
+            msg = f"HTTP {status} from {urlsplit(response.url).path}: {error_message(response)}"
+            raise RetriableAPIError(msg, response)
         if status == HTTPStatus.UNAUTHORIZED:
             raise self.services.transport.unauthorized(response)
         if status >= HTTPStatus.BAD_REQUEST:

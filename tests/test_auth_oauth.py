@@ -34,6 +34,7 @@ import requests
 from tap_bitbucket import auth
 from tap_bitbucket.errors import AuthError, ConfigError
 from tests.emulator import Emulator, FaultRule
+from tests.harness import tap_env
 
 ROOT = Path(__file__).resolve().parents[1]
 URL_RE = re.compile(r"(https?://\S+/authorize\?\S+)")
@@ -92,19 +93,12 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.jso
     return path
 
 
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_BITBUCKET_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
 def run_cli(tmp_path: Path, config: dict[str, Any], *args: str,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     path = write_config(tmp_path, config)
     return subprocess.run(
         [sys.executable, "-m", "tap_bitbucket.oauth_cli", *args, "--config", str(path)],
-        cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, env=tap_env(tmp_path), capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -438,7 +432,7 @@ def test_login_subcommand_encrypted(make_emulator: Callable[..., Emulator],
     proc = subprocess.Popen(
         [sys.executable, "-m", "tap_bitbucket.oauth_cli", "login", "--no-browser",
          "--timeout", "60", "--config", str(config_path)],
-        cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, env=tap_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -522,7 +516,7 @@ def test_headless_option_2_file_moves_between_machines(
     """)
     result = subprocess.run(
         [sys.executable, "-c", code, json.dumps(config), emu.api_url + "/user"],
-        cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=tap_env(tmp_path), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "200"
@@ -702,7 +696,7 @@ def start_worker(tmp_path: Path, config: dict[str, Any], url: str,
                  duration: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, json.dumps(config), url, str(duration)],
-        cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, env=tap_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
 
@@ -885,7 +879,7 @@ def test_no_secret_in_any_command_output(make_emulator: Callable[..., Emulator],
     proc = subprocess.Popen(
         [sys.executable, "-m", "tap_bitbucket.oauth_cli", "login", "--debug", "--config",
          str(config_path)],
-        cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, env=tap_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stderr is not None

@@ -47,6 +47,7 @@ def one_line(exc: BaseException) -> str:
 CLIENT = {"oauth_client_id": "cid", "oauth_client_secret": "csecret-123"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
@@ -70,6 +71,7 @@ def test_scheme_inference(config: dict[str, Any], expected: str) -> None:
     assert auth.infer_auth_scheme(config) == expected
 
 
+@pytest.mark.unit
 def test_inference_uses_the_default_settings_file(_isolated_config_home: Path) -> None:
     assert auth.infer_auth_scheme(CLIENT) == "oauth_client"
     path = Path(auth.default_settings_location())
@@ -79,6 +81,7 @@ def test_inference_uses_the_default_settings_file(_isolated_config_home: Path) -
     assert auth.infer_auth_scheme(CLIENT) == "oauth_code"
 
 
+@pytest.mark.unit
 def test_default_location_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -87,6 +90,7 @@ def test_default_location_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
     )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("config", "setting"),
     [
@@ -106,6 +110,7 @@ def test_inference_errors_name_the_setting(config: dict[str, Any], setting: str)
     one_line(info.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("config", "setting", "words"),
     [
@@ -158,6 +163,7 @@ def test_validate_auth_config(config: dict[str, Any], setting: str, words: str) 
     assert words in one_line(info.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "config",
     [
@@ -175,6 +181,7 @@ def test_validate_accepts(config: dict[str, Any]) -> None:
     auth.validate_auth_config(config)
 
 
+@pytest.mark.unit
 def test_auth_properties_declare_every_setting() -> None:
     props = {p.name: p for p in auth.AUTH_PROPERTIES}
     expected = {
@@ -221,6 +228,7 @@ def test_auth_properties_declare_every_setting() -> None:
     )
 
 
+@pytest.mark.unit
 def test_authorization_url_and_redirect_uri() -> None:
     default = auth.OAuthOptions.from_config(CLIENT)
     url = auth.authorization_url(default, "st4te")
@@ -232,12 +240,14 @@ def test_authorization_url_and_redirect_uri() -> None:
     assert "csecret" not in url
 
 
+@pytest.mark.unit
 def test_extract_code() -> None:
     assert auth.extract_code("abc") == "abc"
     assert auth.extract_code("http://localhost:33333/?code=XYZ&state=s") == "XYZ"
     assert auth.extract_code("?state=s&code=Q") == "Q"
 
 
+@pytest.mark.unit
 def test_token_margin_is_capped_for_short_tokens() -> None:
     now = 1000.0
     tokens = auth.TokenSet(access_token="a", expires_at=now + 1.5, expires_in=2)
@@ -264,6 +274,7 @@ TOKENS = auth.TokenSet(
 )
 
 
+@pytest.mark.unit
 def test_plain_round_trip_and_mode(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "settings.json"
     store = auth.OAuthSettingsStore(str(path))
@@ -282,6 +293,7 @@ def test_plain_round_trip_and_mode(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.unit
 def test_encrypted_round_trip_has_no_token_in_clear(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     auth.OAuthSettingsStore(str(path), "correct horse battery").write(TOKENS)
@@ -315,6 +327,7 @@ def test_encrypted_file_works_in_another_process_at_another_path(tmp_path: Path)
     assert out.stdout.split() == ["True", "True"]
 
 
+@pytest.mark.unit
 def test_plain_file_is_encrypted_on_next_write_when_a_key_is_set(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     auth.OAuthSettingsStore(str(path)).write(TOKENS)
@@ -325,6 +338,7 @@ def test_plain_file_is_encrypted_on_next_write_when_a_key_is_set(tmp_path: Path)
     assert auth.OAuthSettingsStore(str(path), "new-key-42").read() == TOKENS
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "content",
     [
@@ -349,6 +363,7 @@ def test_corrupt_file_gives_one_line_naming_the_path(tmp_path: Path, content: by
     assert path.read_bytes() == content
 
 
+@pytest.mark.unit
 def test_wrong_key_and_missing_key(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     auth.OAuthSettingsStore(str(path), "right-key-1").write(TOKENS)
@@ -364,6 +379,7 @@ def test_wrong_key_and_missing_key(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+@pytest.mark.unit
 def test_tampered_ciphertext_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     auth.OAuthSettingsStore(str(path), "key-123").write(TOKENS)
@@ -375,6 +391,7 @@ def test_tampered_ciphertext_is_rejected(tmp_path: Path) -> None:
         auth.OAuthSettingsStore(str(path), "key-123").read()
 
 
+@pytest.mark.unit
 def test_failed_write_leaves_the_old_file_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -398,6 +415,7 @@ def test_failed_write_leaves_the_old_file_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # no temp file left
 
 
+@pytest.mark.unit
 def test_failed_serialisation_leaves_the_old_file_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,6 +434,7 @@ def test_failed_serialisation_leaves_the_old_file_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]
 
 
+@pytest.mark.unit
 def test_failed_rename_leaves_the_old_file_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,6 +486,7 @@ def test_lock_excludes_other_processes(tmp_path: Path) -> None:
         holder.wait(timeout=10)
 
 
+@pytest.mark.unit
 def test_lock_is_reentrant_in_one_thread(tmp_path: Path) -> None:
     store = auth.OAuthSettingsStore(str(tmp_path / "s.json"), lock_timeout=1)
     with store.locked(), store.locked():
@@ -481,6 +501,7 @@ def _prepared() -> requests.PreparedRequest:
     return requests.Request("GET", "https://api.bitbucket.org/2.0/user").prepare()
 
 
+@pytest.mark.unit
 def test_api_token_authenticator() -> None:
     config = {"username": "me@example.com", "api_token": "ATATT-secret-1"}
     authenticator = auth.build_authenticator(config)
@@ -497,6 +518,7 @@ def test_api_token_authenticator() -> None:
     assert "email" in authenticator.unauthorized_message()
 
 
+@pytest.mark.unit
 def test_access_token_authenticator() -> None:
     authenticator = auth.build_authenticator({"access_token": "ATCTT-secret-2"})
     assert authenticator.scheme == "access_token"
@@ -506,6 +528,7 @@ def test_access_token_authenticator() -> None:
     assert isinstance(authenticator, auth.BitbucketAuth)
 
 
+@pytest.mark.unit
 def test_off_mode_uses_the_token_as_is() -> None:
     authenticator = auth.build_authenticator(
         {"initiate_oauth": "OFF", "oauth_access_token": "oauth-access-OFF"}
@@ -520,6 +543,7 @@ def test_off_mode_uses_the_token_as_is() -> None:
     assert "OFF" in authenticator.unauthorized_message()
 
 
+@pytest.mark.unit
 def test_oauth_code_without_tokens_fails_clearly(tmp_path: Path) -> None:
     config = {**CLIENT, "oauth_settings_location": str(tmp_path / "none.json")}
     with pytest.raises(ConfigError) as cinfo:
@@ -537,6 +561,7 @@ def test_oauth_code_without_tokens_fails_clearly(tmp_path: Path) -> None:
     assert (tmp_path / "none.json").read_text() == "{}"
 
 
+@pytest.mark.unit
 def test_settings_file_of_another_consumer_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     auth.OAuthSettingsStore(str(path)).write(TOKENS)  # client_id "cid"
@@ -552,6 +577,7 @@ def test_settings_file_of_another_consumer_is_refused(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+@pytest.mark.unit
 def test_fresh_tokens_from_the_file_need_no_network(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     fresh = auth.TokenSet(
@@ -581,12 +607,14 @@ def test_fresh_tokens_from_the_file_need_no_network(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- redaction
 
 
+@pytest.mark.unit
 def test_redact_function() -> None:
     text = "token=abc/def+ghi and abc%2Fdef%2Bghi and short=ab"
     assert redact(text, ["abc/def+ghi", "ab", None]) == f"token={MASK} and {MASK} and short=ab"
     assert redact("nothing here", []) == "nothing here"
 
 
+@pytest.mark.unit
 def test_log_redaction_covers_messages_args_basic_form_and_tracebacks() -> None:
     secret = "s3cr3t-api-token-value"
     basic = basic_auth_value("me@example.com", secret)
@@ -619,6 +647,7 @@ def test_log_redaction_covers_messages_args_basic_form_and_tracebacks() -> None:
     assert "bad token ***" in output and "third party says ***" in output
 
 
+@pytest.mark.unit
 def test_redaction_filter_on_existing_handlers() -> None:
     """A handler present at install time gets the filter itself."""
     stream = io.StringIO()
@@ -641,6 +670,7 @@ def test_redaction_filter_on_existing_handlers() -> None:
 # ---------------------------------------------------------------------------- oauth_cli
 
 
+@pytest.mark.unit
 def test_cli_config_merge_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = tmp_path / "a.json"
     first.write_text(json.dumps({"oauth_client_id": "one", "callback_url": "http://localhost:1"}))
@@ -656,6 +686,7 @@ def test_cli_config_merge_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert config["oauth_open_browser"] is False
 
 
+@pytest.mark.unit
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.json"
     assert oauth_cli.main(["get-authorization-url", "--config", str(missing)]) == 2
@@ -670,6 +701,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cli-secret-value-9" not in captured.err + captured.out
 
 
+@pytest.mark.unit
 def test_cli_get_authorization_url_offline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

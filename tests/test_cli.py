@@ -23,7 +23,7 @@ from tap_bitbucket import cli
 from tap_bitbucket.errors import APIError, AuthError, ConfigError
 from tap_bitbucket.redact import install_redaction
 from tests.emulator import Emulator
-from tests.reliability_helpers import ROOT, api_token_config, cli_env
+from tests.harness import ROOT, START_DATE, api_token_config, tap_env
 
 ERROR = "tap-bitbucket: error: "
 PACKAGE = [sys.executable, "-m", "tap_bitbucket"]
@@ -160,7 +160,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env=cli_env(tmp_path),
+        env=tap_env(tmp_path),
     )
 
 
@@ -209,7 +209,7 @@ def test_unknown_option_is_clicks_short_message(tmp_path: Path) -> None:
 
 
 def test_state_file_not_json(tmp_path: Path, emulator: Emulator) -> None:
-    config = _write(tmp_path / "config.json", api_token_config(emulator))
+    config = _write(tmp_path / "config.json", api_token_config(emulator, start_date=START_DATE))
     state = _write(tmp_path / "state.json", '{"bookmarks": ')
     before = len(emulator.request_log)
     result = _run(tmp_path, "--config", config, "--state", state)
@@ -219,7 +219,9 @@ def test_state_file_not_json(tmp_path: Path, emulator: Emulator) -> None:
 
 
 def test_test_with_a_bad_credential(tmp_path: Path, emulator: Emulator) -> None:
-    config = api_token_config(emulator, api_token="ATATT-not-the-right-token-1234")
+    config = api_token_config(
+        emulator, start_date=START_DATE, api_token="ATATT-not-the-right-token-1234"
+    )
     path = _write(tmp_path / "config.json", config)
     result = _run(tmp_path, "--config", path, "--test")
     _one_error(result, 2, "rejected the API token", "401", "Atlassian account email")

@@ -16,7 +16,7 @@ import pytest
 from scripts import update_drift_baseline
 from tap_bitbucket.drift import DriftReport, Finding, analyse, build_baseline
 from tests.emulator import Emulator, FaultRule, FieldDrift
-from tests.tap_helpers import (
+from tests.harness import (
     TapResult,
     api_token_config,
     discovered_catalog,

@@ -18,7 +18,7 @@ from tap_bitbucket.errors import ConfigError
 from tap_bitbucket.output import TapWriter
 from tap_bitbucket.settings import _NUMBERS, Settings
 from tests.emulator import Emulator, FaultRule
-from tests.tap_helpers import ERROR_PREFIX, api_token_config, run_tap
+from tests.harness import ERROR_PREFIX, api_token_config, run_tap
 
 # ------------------------------------------------------------------ bug 1: stream maps
 
@@ -120,6 +120,7 @@ def test_a_refused_repository_listing_fails_the_run_and_names_the_workspace(
 # ------------------------------------------------------- bug 4: the SCHEMA line cache
 
 
+@pytest.mark.unit
 def test_schema_lines_are_kept_per_stream(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     """Two streams whose SCHEMA share one dict (or one freed dict's id) each get their own
     line: the old cache keyed by id(schema) wrote stream a's line for stream b."""
@@ -189,7 +190,7 @@ def test_backoff_zero_retries_without_waiting(make_emulator: Any) -> None:
 def test_a_rejected_api_token_gets_the_authenticators_hint(emulator: Emulator) -> None:
     config = {**api_token_config(emulator), "api_token": "not-the-token"}
     for args in ((), ("--test",)):
-        result = run_tap(config, args=args, parse=False)
+        result = run_tap(config, args=args, parse="none")
         assert result.returncode != 0
         line = _error_line(result)
         assert "Atlassian account email" in line, line
@@ -201,7 +202,7 @@ def test_the_connection_check_uses_the_shared_request_path(make_emulator: Any) -
     emu = make_emulator()
     emu.add_fault(FaultRule("503", path_regex=r"^/2\.0/user/workspaces$", count=1))
     config = api_token_config(emu, user_agent="probe/1.0", backoff_base_seconds=0)
-    result = run_tap(config, args=("--test",), parse=False)
+    result = run_tap(config, args=("--test",), parse="none")
     assert result.returncode == 0, result.stderr[-2000:]
     checks = [e for e in emu.request_log if e.path == "/2.0/user/workspaces"]
     assert [e.status for e in checks[:2]] == [503, 200]

@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 
 from scripts.release_notes import NotFound, section
-from tests.tap_helpers import ROOT
+from tests.harness import ROOT
 
 SAMPLE = """# Changelog
 
@@ -44,14 +44,17 @@ Intro text.
 """
 
 
+@pytest.mark.unit
 def test_a_middle_section_stops_at_the_next_heading() -> None:
     assert section(SAMPLE, "1.1.0") == "### Added\n\n- A new stream.\n\n### Fixed\n\n- A bug.\n"
 
 
+@pytest.mark.unit
 def test_the_last_section_stops_at_the_link_definitions() -> None:
     assert section(SAMPLE, "v1.0.0") == "### Added\n\n- Everything.\n"
 
 
+@pytest.mark.unit
 def test_unknown_and_empty_sections_fail() -> None:
     with pytest.raises(NotFound):
         section(SAMPLE, "0.9.0")

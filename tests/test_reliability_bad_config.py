@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator
-from tests.reliability_helpers import (
+from tests.harness import (
     ROOT,
+    START_DATE,
     TAP,
     api_token_config,
-    cli_env,
     oauth_code_config,
     parse_messages,
+    tap_env,
 )
 
 ERROR = "tap-bitbucket: error: "
@@ -178,7 +179,7 @@ CASES = [
 
 def _build(case: Case, tmp_path: Path, emu: Emulator) -> list[str]:
     if case.base == "api_token":
-        config = api_token_config(emu)
+        config = api_token_config(emu, start_date=START_DATE)
     elif case.base == "oauth":
         config = oauth_code_config(emu, tmp_path / "oauth.json")
     else:
@@ -207,7 +208,7 @@ def _run(command: list[str], tmp_path: Path, **env: str) -> Any:
     import subprocess  # noqa: PLC0415
 
     return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=cli_env(tmp_path, **env)
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=tap_env(tmp_path, **env)
     )
 
 

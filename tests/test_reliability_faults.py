@@ -34,9 +34,10 @@ import pytest
 import requests
 
 from tests.emulator import Emulator, EmulatorConfig, FaultRule
-from tests.reliability_helpers import (
+from tests.harness import (
     FAST,
-    TapRun,
+    START_DATE,
+    TapResult,
     api_token_config,
     catalog_selecting,
     key_properties,
@@ -89,7 +90,7 @@ RETRY_LINE = re.compile(
 )
 
 
-def content(run: TapRun, emu: Emulator) -> Counter[tuple[str, str, str]]:
+def content(run: TapResult, emu: Emulator) -> Counter[tuple[str, str, str]]:
     """The run's records as a multiset of (stream, key, content); the emulator's address
     (in `links`) is replaced so runs against different emulators compare."""
     keys = key_properties(run.messages)
@@ -111,7 +112,11 @@ def reference(
 ) -> Counter[tuple[str, str, str]]:
     with Emulator(EmulatorConfig()) as emu:
         run = run_tap(
-            tmp_path_factory.mktemp("reference"), api_token_config(emu, **SCOPE), catalog=catalog
+            api_token_config(emu, start_date=START_DATE, **SCOPE),
+            catalog=catalog,
+            home=tmp_path_factory.mktemp("reference"),
+            parse="lenient",
+            timeout=180,
         )
         assert run.returncode == 0, run.stderr[-2000:]
         records = content(run, emu)
@@ -121,7 +126,7 @@ def reference(
     return records
 
 
-def assert_exact(run: TapRun, emu: Emulator, reference: Counter[tuple[str, str, str]]) -> None:
+def assert_exact(run: TapResult, emu: Emulator, reference: Counter[tuple[str, str, str]]) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     got = content(run, emu)
@@ -132,7 +137,7 @@ def assert_exact(run: TapRun, emu: Emulator, reference: Counter[tuple[str, str, 
     )
 
 
-def retry_lines(run: TapRun) -> list[re.Match[str]]:
+def retry_lines(run: TapResult) -> list[re.Match[str]]:
     return [m for line in run.stderr.splitlines() if (m := RETRY_LINE.match(line))]
 
 
@@ -169,7 +174,7 @@ def test_fault_is_retried_on_list_child_and_token_requests(
         where: emu.add_fault(FaultRule(**KINDS[kind], **WHERE[where], count=1))
         for where in ("list", "child", "token")
     }
-    run = run_tap(tmp_path, config, catalog=catalog)
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     assert_exact(run, emu, reference)
     assert {where: rule.fired for where, rule in rules.items()} == dict.fromkeys(rules, 1)
     log = settled_log(emu, faults=3)
@@ -244,7 +249,7 @@ def test_revoked_oauth_access_token_is_refreshed(
     rules = [FaultRule("revoke", **WHERE[where], count=1) for where in ("list", "child")]
     emu = make_emulator(faults=rules)
     config = oauth_code_config(emu, tmp_path / "oauth.json", **SCOPE)
-    run = run_tap(tmp_path, config, catalog=catalog)
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     assert_exact(run, emu, reference)
     assert [rule.fired for rule in rules] == [1, 1]
     log = emu.request_log
@@ -259,7 +264,7 @@ def test_revoked_oauth_access_token_is_refreshed(
 # ---------------------------------------------------------------------------- failures
 
 
-def one_error_line(run: TapRun) -> str:
+def one_error_line(run: TapResult) -> str:
     assert run.returncode != 0
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     errors = [line for line in run.stderr.splitlines() if ERROR in line]
@@ -274,7 +279,13 @@ def test_retries_exhausted_fail_with_one_line(
     path = "/2.0/repositories/acme/api/pipelines"
     rule = FaultRule("503", path_regex=f"^{re.escape(path)}$")
     emu = make_emulator(faults=[rule])
-    run = run_tap(tmp_path, api_token_config(emu, **SCOPE, max_retries=3), catalog=catalog)
+    run = run_tap(
+        api_token_config(emu, start_date=START_DATE, **SCOPE, max_retries=3),
+        catalog=catalog,
+        home=tmp_path,
+        parse="lenient",
+        timeout=180,
+    )
     line = one_error_line(run)
     assert path in line and "HTTP 503" in line and "3 tries" in line, line
     assert rule.fired == 3  # max_retries tries, then it gave up
@@ -288,8 +299,10 @@ def test_429_waits_until_the_ceiling_then_fails(
     path = "/2.0/repositories/acme/api/refs/branches"
     rule = FaultRule("429", path_regex=f"^{re.escape(path)}$")
     emu = make_emulator(faults=[rule])
-    config = api_token_config(emu, **SCOPE, max_retries=2, rate_limit_max_wait_seconds=1.0)
-    run = run_tap(tmp_path, config, catalog=catalog)
+    config = api_token_config(
+        emu, start_date=START_DATE, **SCOPE, max_retries=2, rate_limit_max_wait_seconds=1.0
+    )
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     line = one_error_line(run)
     assert path in line and "HTTP 429" in line, line
     assert rule.fired > 2  # more tries than max_retries: 429 waits, it does not count tries
@@ -308,7 +321,7 @@ def test_revoked_refresh_token_fails_with_one_line(
     emu = make_emulator(token_lifetime_s=1, latency_ms=SLOW_MS)
     config = oauth_code_config(emu, tmp_path / "oauth.json", **SCOPE)
     rule = emu.add_fault(FaultRule("revoke", **WHERE["token"], count=1))
-    run = run_tap(tmp_path, config, catalog=catalog)
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     line = one_error_line(run)
     assert rule.fired == 1
     assert "refresh token was rejected" in line and "tap-bitbucket-oauth login" in line, line
@@ -319,7 +332,13 @@ def test_revoked_api_token_fails_with_one_line(
 ) -> None:
     rule = FaultRule("revoke", **WHERE["child"], count=1)
     emu = make_emulator(faults=[rule])
-    run = run_tap(tmp_path, api_token_config(emu, **SCOPE), catalog=catalog)
+    run = run_tap(
+        api_token_config(emu, start_date=START_DATE, **SCOPE),
+        catalog=catalog,
+        home=tmp_path,
+        parse="lenient",
+        timeout=180,
+    )
     line = one_error_line(run)
     assert rule.fired == 1
     assert "401" in line and "comments" in line, line
@@ -363,7 +382,13 @@ def test_next_link_to_another_host_is_refused(
     try:
         other = f"http://127.0.0.1:{listener.port}"
         emu = make_emulator(next_host_override=other)
-        run = run_tap(tmp_path, api_token_config(emu, **SCOPE), catalog=catalog)
+        run = run_tap(
+            api_token_config(emu, start_date=START_DATE, **SCOPE),
+            catalog=catalog,
+            home=tmp_path,
+            parse="lenient",
+            timeout=180,
+        )
         line = one_error_line(run)
     finally:
         listener.close()
@@ -378,7 +403,13 @@ def test_repeating_next_link_fails_instead_of_spinning(
     catalog: dict[str, Any],
 ) -> None:
     emu = make_emulator(next_loop=True)
-    run = run_tap(tmp_path, api_token_config(emu, **SCOPE), catalog=catalog, timeout=60)
+    run = run_tap(
+        api_token_config(emu, start_date=START_DATE, **SCOPE),
+        catalog=catalog,
+        timeout=60,
+        home=tmp_path,
+        parse="lenient",
+    )
     line = one_error_line(run)
     assert "same next page twice" in line, line
     looped = re.search(r"\((/2\.0/[^)]+)\)", line)

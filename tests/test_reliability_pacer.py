@@ -24,8 +24,9 @@ import pytest
 
 from tap_bitbucket import transport
 from tests.emulator import Emulator
-from tests.reliability_helpers import (
+from tests.harness import (
     FAST,
+    START_DATE,
     access_token_config,
     api_token_config,
     catalog_selecting,
@@ -66,8 +67,10 @@ def catalog() -> dict[str, Any]:
 
 
 def sync(emu: Emulator, tmp_path: Path, catalog: dict[str, Any], **extra: Any) -> Any:
-    config = api_token_config(emu, repositories=["acme/*"], max_workers=4, **FAST, **extra)
-    run = run_tap(tmp_path, config, catalog=catalog)
+    config = api_token_config(
+        emu, start_date=START_DATE, repositories=["acme/*"], max_workers=4, **FAST, **extra
+    )
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 
@@ -107,9 +110,11 @@ def test_near_limit_header_slows_the_pacer(
     limit = 36_000  # per hour: the tap slows to 18,000/h, one request per 0.2 s
     emu = make_emulator(rate_limit=limit, rate_limit_window_s=3600)
     emu.spend_rate_limit(int(limit * 0.85), credential="access_token")  # an hour of use
-    config = access_token_config(emu, repositories=["acme/web-app"], max_workers=1)
+    config = access_token_config(
+        emu, start_date=START_DATE, repositories=["acme/web-app"], max_workers=1
+    )
     catalog = catalog_selecting({"repositories", "branches", "tags", "commits", "pipelines"})
-    run = run_tap(tmp_path, config, catalog=catalog)
+    run = run_tap(config, catalog=catalog, home=tmp_path, parse="lenient", timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Bitbucket reports the rate limit is near; pacing to 18000 requests/h" in run.stderr
     near = [e for e in api_requests(emu) if e.path.startswith("/2.0/repositories/")]
@@ -123,9 +128,13 @@ def test_near_limit_header_slows_the_pacer(
     # Without the header (a fresh budget) the same requests go out back to back.
     fresh = make_emulator(rate_limit=limit, rate_limit_window_s=3600)
     run = run_tap(
-        tmp_path,
-        access_token_config(fresh, repositories=["acme/web-app"], max_workers=1),
+        access_token_config(
+            fresh, start_date=START_DATE, repositories=["acme/web-app"], max_workers=1
+        ),
         catalog=catalog,
+        home=tmp_path,
+        parse="lenient",
+        timeout=180,
     )
     assert run.returncode == 0
     assert "rate limit is near" not in run.stderr

@@ -41,15 +41,16 @@ import pytest
 from tap_bitbucket.streams.batches import CHILD_BATCH
 from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
 from tests.emulator import Emulator, EmulatorConfig
-from tests.reliability_helpers import (
+from tests.harness import (
     ROOT,
+    START_DATE,
     api_token_config,
     catalog_selecting,
-    cli_env,
     key_properties,
     record_key,
     run_tap,
     tap_command,
+    tap_env,
 )
 
 REPOSITORIES = ["acme/infra", "acme/sandbox", "globex/storefront"]
@@ -87,9 +88,13 @@ _clean: dict[int, Clean] = {}
 def clean_sync(workers: int, emu: Emulator, catalog: dict[str, Any], tmp: Path) -> Clean:
     if workers not in _clean:
         config = api_token_config(
-            emu, repositories=REPOSITORIES, max_workers=workers, state_interval_seconds=0
+            emu,
+            start_date=START_DATE,
+            repositories=REPOSITORIES,
+            max_workers=workers,
+            state_interval_seconds=0,
         )
-        run = run_tap(tmp, config)
+        run = run_tap(config, home=tmp, parse="lenient", timeout=180)
         assert run.returncode == 0, run.stderr[-2000:]
         keys = key_properties(run.messages)
         sequence = [record_key(m, keys) for m in run.records]
@@ -133,7 +138,7 @@ def read_until_killed(command: list[str], tmp: Path, records: int) -> list[dict[
     """Start the tap, read stdout line by line, SIGKILL it after `records` RECORD lines."""
     with open(tmp / "killed-stderr.txt", "w") as stderr:
         proc = subprocess.Popen(
-            command, cwd=ROOT, env=cli_env(tmp), stdout=subprocess.PIPE, stderr=stderr, text=True
+            command, cwd=ROOT, env=tap_env(tmp), stdout=subprocess.PIPE, stderr=stderr, text=True
         )
         assert proc.stdout is not None
         read: list[dict[str, Any]] = []
@@ -178,7 +183,7 @@ def kill_and_resume(clean: Clean, emu: Emulator, tmp: Path, records: int) -> Out
     states = [i for i, m in enumerate(read) if m["type"] == "STATE"]
     last = states[-1] if states else -1
     state = read[last]["value"] if states else None
-    rerun = run_tap(tmp, clean.config, state=state, name="rerun")
+    rerun = run_tap(clean.config, state=state, name="rerun", home=tmp, parse="lenient", timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
     killed = [m for m in read if m["type"] == "RECORD"]
@@ -283,10 +288,16 @@ def test_interrupted_pull_requests_resume_near_the_kill(
     re-makes at most one batch of children requests plus the look-back window's."""
     emu = make_emulator()
     config = api_token_config(
-        emu, repositories=["acme/api"], max_workers=workers, state_interval_seconds=0
+        emu,
+        start_date=START_DATE,
+        repositories=["acme/api"],
+        max_workers=workers,
+        state_interval_seconds=0,
     )
     catalog = catalog_selecting({"pull_requests", "pull_request_comments"})
-    clean = run_tap(tmp_path, config, catalog=catalog, name="clean")
+    clean = run_tap(
+        config, catalog=catalog, name="clean", home=tmp_path, parse="lenient", timeout=180
+    )
     assert clean.returncode == 0, clean.stderr[-2000:]
     prs = [m for m in clean.records if m["stream"] == "pull_requests"]
     assert len(prs) > CHILD_BATCH + 2  # more than one page, and one batch
@@ -303,7 +314,15 @@ def test_interrupted_pull_requests_resume_near_the_kill(
     assert parse_timestamp(bookmark) > parse_timestamp(config["start_date"])
 
     emu.reset_log()
-    rerun = run_tap(tmp_path, config, state=state, catalog=catalog, name="rerun")
+    rerun = run_tap(
+        config,
+        state=state,
+        catalog=catalog,
+        name="rerun",
+        home=tmp_path,
+        parse="lenient",
+        timeout=180,
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     first = next(e for e in emu.request_log if e.path == "/2.0/repositories/acme/api/pullrequests")
     q = parse_qs(first.query)["q"]

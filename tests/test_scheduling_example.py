@@ -23,7 +23,7 @@ import yaml
 from tap_bitbucket.streams import STREAM_TYPES
 from tests.emulator import Emulator, EmulatorConfig
 from tests.meltano_helpers import MELTANO, MeltanoProject, read_jsonl
-from tests.tap_helpers import (
+from tests.harness import (
     DEFAULT_STREAMS,
     completeness_problems,
     drop_skipped,

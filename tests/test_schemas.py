@@ -16,6 +16,9 @@ import jsonschema
 import pytest
 
 from scripts import generate_schemas as gen
+from tap_bitbucket.streams import STREAM_TYPES
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = ROOT / "tap_bitbucket" / "schemas"
@@ -196,6 +199,36 @@ def test_every_stream_has_a_schema_file_and_no_file_is_orphaned() -> None:
     actual = {path.name for path in SCHEMAS_DIR.glob("*.json")}
     assert sorted(expected - actual) == [], "streams without a schema file"
     assert sorted(actual - expected) == [], "schema files without a stream"
+
+
+def test_the_generator_takes_the_stream_facts_from_the_registry() -> None:
+    """One declaration per stream (issue 12): the generator's endpoints, primary keys and
+    join keys are the stream classes' own, the items' schema the spec's for the endpoint
+    unless SCHEMA_OVERRIDES says why not."""
+    spec = gen.load_json(gen.SPEC_PATH)
+    assert [c.schema_name or c.name for c in STREAM_TYPES] == list(gen.STREAMS)
+    for cls in STREAM_TYPES:
+        name = cls.schema_name or cls.name
+        entry = gen.STREAMS[name]
+        assert entry["primary_keys"] == list(cls.primary_keys)
+        assert list(entry["keys"])[: len(cls.context_keys)] == list(cls.context_keys)
+        endpoint = str(cls.path).replace("{workspace_slug}", "{workspace}")
+        assert entry["endpoint"].startswith(endpoint.replace("{commit_hash}", "{commit}"))
+        from_spec = gen.spec_item_schema(spec, str(cls.path))
+        if name in gen.SCHEMA_OVERRIDES:
+            # An override must be needed: the spec says something else, or nothing.
+            assert from_spec != gen.SCHEMA_OVERRIDES[name], name
+        else:
+            assert entry["schema"] == from_spec, name
+
+
+def test_a_stream_the_spec_does_not_describe_stops_the_generator() -> None:
+    spec = gen.load_json(gen.SPEC_PATH)
+    without = {k: v for k, v in gen.SCHEMA_OVERRIDES.items() if k != "downloads"}
+    with pytest.raises(SystemExit, match="add stream 'downloads' to SCHEMA_OVERRIDES"):
+        gen.stream_table(spec, without)
+    with pytest.raises(SystemExit, match=r"registry lacks: \['gone'\]"):
+        gen.stream_table(spec, {**gen.SCHEMA_OVERRIDES, "gone": "tag"})
 
 
 # 3. Valid Draft 7, with the tap's keys and primary keys at top level. -------------------------

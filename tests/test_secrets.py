@@ -30,16 +30,17 @@ import requests
 
 from tap_bitbucket.redact import basic_auth_value
 from tests.emulator import Emulator
-from tests.reliability_helpers import (
+from tests.harness import (
     OAUTH_CLI,
     ROOT,
+    START_DATE,
     TAP,
     access_token_config,
     api_token_config,
     authorization_code,
     catalog_selecting,
-    cli_env,
     oauth_code_config,
+    tap_env,
     write_json,
 )
 
@@ -90,7 +91,7 @@ class Outputs:
             capture_output=True,
             text=True,
             timeout=180,
-            env=cli_env(self.tmp_path, **(env or {})),
+            env=tap_env(self.tmp_path, **(env or {})),
         )
         self.items.append((name, result.stdout, result.stderr))
         if expect_ok:
@@ -151,7 +152,7 @@ def start_login(outputs: Outputs, config: dict[str, Any]) -> None:
     proc = subprocess.Popen(
         [*OAUTH_CLI, "login", "--no-browser", "--debug", "--timeout", "60", "--config", str(path)],
         cwd=ROOT,
-        env=cli_env(outputs.tmp_path),
+        env=tap_env(outputs.tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -190,10 +191,10 @@ def start_login(outputs: Outputs, config: dict[str, Any]) -> None:
 def configs(kind: str, emu: Emulator, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(a working config, the same with a wrong credential) for a credential kind."""
     if kind == "api_token":
-        good = api_token_config(emu, **SCOPE)
+        good = api_token_config(emu, start_date=START_DATE, **SCOPE)
         return good, {**good, "api_token": "ATATT3x-wrong-api-token-value-123456"}
     if kind == "access_token":
-        good = access_token_config(emu, **SCOPE)
+        good = access_token_config(emu, start_date=START_DATE, **SCOPE)
         return good, {**good, "access_token": "ATCTT3x-wrong-access-token-value-1234"}
     if kind == "oauth_client":
         good = {

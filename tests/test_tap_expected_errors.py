@@ -3,7 +3,8 @@
 * 409 on commits/branches/tags of the empty repository;
 * 404 on pipelines/deployments/environments where Pipelines is disabled;
 * 403 on the permission endpoints for an access token (it cannot read permissions);
-* 404 everywhere under a repository deleted while the sync runs.
+* 404 everywhere under a repository deleted while the sync runs;
+* 555 on the diffstat of a PR whose diff Bitbucket cannot compute (notes §8.10).
 
 Any other 4xx ends the sync: one `tap-bitbucket: error:` line with the HTTP status, the
 path and Bitbucket's message, a non-zero exit code, no traceback and no credential.
@@ -22,9 +23,10 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator, FaultRule
-from tests.tap_helpers import (
+from tests.harness import (
     CREDENTIAL_WIDE,
     DEFAULT_STREAMS,
+    SOURCE,
     STREAM_CLASSES,
     Scope,
     TapResult,
@@ -32,12 +34,14 @@ from tests.tap_helpers import (
     api_token_config,
     check_skip_warnings,
     completeness_problems,
+    discovered_catalog,
     drop_skipped,
     expected_rows,
     expected_skips,
     parse_skip,
     run_tap,
     secret_values,
+    select_only,
     walk,
 )
 
@@ -153,7 +157,7 @@ def test_repository_deleted_during_the_sync_is_skipped(
     names = ["acme/api", "acme/web-app", "acme/infra"]
     scope = Scope(repositories=lambda n: n in names)
     listed = expected_rows(ds, scope, DEFAULT_STREAMS)["repositories"]
-    assert [r["full_name"] for r in listed] == names
+    assert [r[SOURCE]["full_name"] for r in listed] == names
 
     watcher = _delete_when_fired(emu, rule, "acme/web-app")
     result = run_tap(api_token_config(emu, repositories=names, max_workers=1))
@@ -178,6 +182,36 @@ def test_repository_deleted_during_the_sync_is_skipped(
     # The other repositories are complete; the deleted one was listed before it went away.
     expected = drop_skipped(expected_rows(ds, scope, DEFAULT_STREAMS), others)
     expected["repositories"] = listed
+    assert completeness_problems(result.records_by_stream, expected) == []
+
+
+def test_a_555_diffstat_skips_that_pull_request_only(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    """A tolerated 5xx is an answer, not a fault: it used to be retried max_retries times
+    (with backoff) and then fail the whole run."""
+    emu = make_emulator()
+    path = "/2.0/repositories/acme/web-app/pullrequests/1/diffstat"
+    rule = emu.add_fault(FaultRule("error", status=555, path_regex=f"^{path}$"))
+    streams = {"repositories", "pull_requests", "pull_request_diffstats"}
+    scope = Scope(repositories=lambda name: name == "acme/web-app")
+    result = run_tap(
+        api_token_config(emu, repositories=["acme/web-app"], max_retries=3),
+        catalog=select_only(discovered_catalog(), streams),
+    )
+    _assert_clean_finish(result)
+    assert rule.fired >= 1, "the fault never fired: the path is not one the tap reads"
+    diffstat_requests = [e for e in emu.request_log if e.path == path]
+    assert len(diffstat_requests) <= 2  # the main thread's one try, and the prefetch's one
+    skips = [p for p in map(parse_skip, result.skip_lines()) if p]
+    assert [(s[0], s[1], s[2]) for s in skips] == [
+        ("pull_request_diffstats", "repository acme/web-app", 555)
+    ]
+    expected = expected_rows(emu.dataset, scope, streams)
+    expected["pull_request_diffstats"] = [
+        row for row in expected["pull_request_diffstats"] if row["pull_request_id"] != 1
+    ]
+    assert expected["pull_request_diffstats"], "no other PR has a diffstat: nothing is checked"
     assert completeness_problems(result.records_by_stream, expected) == []
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.emulator import Emulator
-from tests.tap_helpers import (
+from tests.harness import (
     ALL_STREAMS,
     DERIVED_KEYS,
     NANO_TIMESTAMP,

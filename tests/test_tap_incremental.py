@@ -22,7 +22,7 @@ import pytest
 
 from tests.emulator import Emulator, EmulatorConfig, RequestLogEntry
 from tests.emulator.data import parse_timestamp
-from tests.tap_helpers import (
+from tests.harness import (
     DEFAULT_STREAMS,
     STREAM_CLASSES,
     TapResult,

@@ -19,7 +19,7 @@ import pytest
 from tap_bitbucket.streams import STREAM_TYPES
 from tests.benchmark.minimum import minimum_requests, refreshed_partitions
 from tests.emulator import Emulator, EmulatorConfig
-from tests.tap_helpers import TapResult, api_token_config, run_tap
+from tests.harness import TapResult, api_token_config, run_tap
 
 STREAMS = {str(c.name): c for c in STREAM_TYPES}
 TOTALS = re.compile(r"Requests made: (\d+) in total \((.*)\)")

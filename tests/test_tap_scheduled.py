@@ -21,7 +21,7 @@ from tap_bitbucket.streams import STREAM_TYPES
 from tap_bitbucket.streams.bookmarks import Bookmarks
 from tests.benchmark.minimum import refreshed_partitions
 from tests.emulator import Emulator
-from tests.tap_helpers import (
+from tests.harness import (
     DEFAULT_STREAMS,
     TapResult,
     access_token_config,

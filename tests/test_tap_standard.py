@@ -18,7 +18,7 @@ from singer_sdk.testing.runners import TapTestRunner
 
 from tap_bitbucket.tap import TapBitbucket
 from tests.emulator import Emulator, EmulatorConfig
-from tests.tap_helpers import once_per_session
+from tests.harness import once_per_session
 
 EMULATOR = Emulator(EmulatorConfig()).start()
 atexit.register(EMULATOR.stop)

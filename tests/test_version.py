@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tests.emulator import Emulator
-from tests.tap_helpers import ROOT, api_token_config, discovered_catalog, run_tap, select_only
+from tests.harness import ROOT, api_token_config, discovered_catalog, run_tap, select_only
 
 BIN = Path(sys.executable).parent
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")

@@ -34,7 +34,7 @@ import pytest
 from filelock import FileLock
 
 from tests.emulator import Emulator
-from tests.tap_helpers import (
+from tests.harness import (
     ROOT,
     api_token_config,
     discovered_catalog,

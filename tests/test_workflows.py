@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tap_helpers import ROOT
+from tests.harness import ROOT
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = ROOT / ".github" / "workflows"

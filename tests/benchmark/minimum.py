@@ -1,8 +1,8 @@
 """The fewest requests a sync can make, computed from the emulator's ground truth.
 
-One request per page of data at each endpoint's maximum ``pagelen``, and at least one
-request per partition (an empty list still costs the request that says so). This is
-the physical floor for the tap's endpoint choices:
+One request per page of data at each endpoint's maximum ``pagelen`` (the emulator's
+route for the path), and at least one request per partition (an empty list still costs
+the request that says so). This is the physical floor for the tap's endpoint choices:
 
 * PR activity is read with one repository-level walk (``/pullrequests/activity``),
   the cheapest correct way: one page per 50 entries instead of one request per PR.
@@ -15,6 +15,10 @@ the physical floor for the tap's endpoint choices:
   slow-changing settings tables (``slow_changing``) only when their refresh falls due:
   the caller passes the partitions the run refreshed (:func:`refreshed_partitions`),
   since that depends on the clock.
+
+The streams, their paths and parents come from the stream registry: every full-table
+stream (no replication key) under workspaces, projects or repositories costs its pages
+per partition; the incremental streams below have a cost model of their own.
 """
 
 from __future__ import annotations
@@ -23,9 +27,67 @@ import math
 import typing as t
 
 from tap_bitbucket.streams import STREAM_TYPES
-from tests.emulator.server import ROUTES
+from tests.emulator.server import match_route
 
-_CLASSES = {str(c.name): c for c in STREAM_TYPES}
+if t.TYPE_CHECKING:
+    from tests.emulator.data import Dataset
+
+STREAMS = {cls.name: cls for cls in STREAM_TYPES}
+DEFAULT = [cls for cls in STREAM_TYPES if cls.selected_by_default]
+#: Streams whose cost is modelled below, not by the full-table rule.
+MODELLED = {
+    "workspaces",
+    "projects",
+    "pull_requests",
+    "commits",
+    "pipelines",
+    "pull_request_activity",
+    "pull_request_comments",
+    "pull_request_commits",
+    "pull_request_tasks",
+    "pipeline_steps",
+}
+#: The newest-first scans a no-change sync still reads one page of.
+NOCHANGE_SCANS = ("pull_requests", "commits", "pipelines", "pull_request_activity")
+PR_CHILDREN = ("pull_request_comments", "pull_request_commits", "pull_request_tasks")
+
+
+def pages(items: int, pagelen: int) -> int:
+    return max(1, math.ceil(items / pagelen))
+
+
+def path_of(stream: str, **context: t.Any) -> str:
+    return str(STREAMS[stream].path).format(**context)
+
+
+def _max_pagelen(path: str) -> int:
+    route, _ = match_route(path)
+    if route is None:
+        raise KeyError(path)
+    return int(route.max_pagelen)
+
+
+def full_table_streams(parent: str) -> list[str]:
+    """Default-selected streams under ``parent`` read in full on every run."""
+    return [
+        cls.name
+        for cls in DEFAULT
+        if cls.name not in MODELLED
+        and cls.parent_stream_type is not None
+        and cls.parent_stream_type.name == parent
+        and cls.replication_key is None
+    ]
+
+
+def _check_coverage() -> None:
+    covered = MODELLED | {
+        s
+        for parent in ("workspaces", "projects", "repositories")
+        for s in full_table_streams(parent)
+    }
+    missing = sorted(cls.name for cls in DEFAULT if cls.name not in covered)
+    if missing:
+        raise KeyError(f"no minimum-request model for default streams {missing}")
 
 
 def refreshed_partitions(
@@ -39,11 +101,7 @@ def refreshed_partitions(
         for stream, stream_state in ((state or {}).get("bookmarks") or {}).items():
             for part in stream_state.get("partitions") or []:
                 ctx = part.get("context") or {}
-                where = "/".join(
-                    str(ctx[k])
-                    for k in ("workspace_slug", "repo_slug", "project_key")
-                    if k in ctx
-                )
+                where = _where(ctx)
                 if "refreshed_at" in part:
                     out[(stream, where)] = str(part["refreshed_at"])
         return out
@@ -51,36 +109,10 @@ def refreshed_partitions(
     old, new = stamps(before), stamps(after)
     return {key for key, value in new.items() if old.get(key) != value}
 
-if t.TYPE_CHECKING:
-    from tests.emulator.data import Dataset
 
-
-def _max_pagelen(template: str) -> int:
-    for route in ROUTES:
-        if route.template == template:
-            return int(route.max_pagelen)
-    raise KeyError(template)
-
-
-def pages(items: int, pagelen: int) -> int:
-    return max(1, math.ceil(items / pagelen))
-
-
-# Repository-level lists read in full on every run (no usable bookmark).
-FULL_TABLE_REPO = {
-    "repository_user_permissions": "/permissions-config/users",
-    "repository_group_permissions": "/permissions-config/groups",
-    "branches": "/refs/branches",
-    "tags": "/refs/tags",
-    "deployments": "/deployments",
-    "environments": "/environments",
-    "branch_restrictions": "/branch-restrictions",
-    "default_reviewers": "/default-reviewers",
-    "repository_webhooks": "/hooks",
-    "downloads": "/downloads",
-    "deploy_keys": "/deploy-keys",
-}
-_R = "/repositories/{workspace}/{repo_slug}"
+def _where(context: dict[str, t.Any]) -> str:
+    keys = ("workspace_slug", "repo_slug", "project_key")
+    return "/".join(str(context[k]) for k in keys if k in context)
 
 
 def minimum_requests(
@@ -91,63 +123,64 @@ def minimum_requests(
 ) -> dict[str, int]:
     """Minimum requests per default-selected stream for a full or a no-change sync
     (``refreshed``: the slow-changing partitions the no-change run read again)."""
+    _check_coverage()
     out: dict[str, int] = {}
     due = refreshed or set()
 
-    def add(stream: str, n: int, where: str | None = None) -> None:
-        if incremental_nochange and where is not None:
-            cls = _CLASSES[stream]
-            if cls.follows_git or (cls.slow_changing and (stream, where) not in due):
-                n = 0
+    def add(stream: str, n: int) -> None:
         out[stream] = out.get(stream, 0) + n
+
+    def skipped(stream: str, context: dict[str, t.Any]) -> bool:
+        """What a no-change run leaves unread (see the module docstring)."""
+        cls = STREAMS[stream]
+        if not incremental_nochange:
+            return False
+        return bool(cls.follows_git) or (
+            bool(cls.slow_changing) and (stream, _where(context)) not in due
+        )
 
     def size(path: str) -> int:
         return len(dataset.collection(path) or [])
+
+    def read(stream: str, **context: t.Any) -> None:
+        if skipped(stream, context):
+            add(stream, 0)
+            return
+        path = path_of(stream, **context)
+        add(stream, pages(size(path), _max_pagelen(path)))
 
     # /user/workspaces items carry only uuid, slug and links (a `workspace_base`), so the
     # name, dates and flags need GET /workspaces/{slug}: one request per workspace.
     add("workspaces", pages(size("/user/workspaces"), 100) + len(dataset.workspaces))
     for ws in dataset.workspaces:
-        add("workspace_members", pages(size(f"/workspaces/{ws}/members"), 100), ws)
-        add("workspace_webhooks", pages(size(f"/workspaces/{ws}/hooks"), 100), ws)
-        projects = dataset.collection(f"/workspaces/{ws}/projects") or []
-        add("projects", pages(len(projects), 100))
+        for stream in full_table_streams("workspaces"):
+            if stream != "repositories":
+                read(stream, workspace_slug=ws)
+        # The whole (small) project list is read on every run: its children do not move
+        # a project's updated_on (tap_bitbucket/streams/workspace.py).
+        projects = dataset.collection(path_of("projects", workspace_slug=ws)) or []
+        read("projects", workspace_slug=ws)
         for project in projects:
-            base = f"/workspaces/{ws}/projects/{project['key']}"
-            where = f"{ws}/{project['key']}"
-            for stream, suffix in (
-                ("project_user_permissions", "/permissions-config/users"),
-                ("project_group_permissions", "/permissions-config/groups"),
-                ("project_default_reviewers", "/default-reviewers"),
-            ):
-                add(stream, pages(size(base + suffix), 100), where)
-        add("repositories", pages(size(f"/repositories/{ws}"), 100))
+            for stream in full_table_streams("projects"):
+                read(stream, workspace_slug=ws, project_key=project["key"])
+        read("repositories", workspace_slug=ws)
 
     for repo in dataset.repos:
         if repo.deleted:
             continue
-        base = f"/repositories/{repo.workspace}/{repo.slug}"
-        for stream, suffix in FULL_TABLE_REPO.items():
-            add(stream, pages(size(base + suffix), _max_pagelen(_R + suffix)), repo.full_name)
-        prs = dataset.collection(base + "/pullrequests") or []
-        commits = size(base + "/commits")
-        pipelines = dataset.collection(base + "/pipelines") or []
-        activity = size(base + "/pullrequests/activity")
+        where = {"workspace_slug": repo.workspace, "repo_slug": repo.slug}
+        for stream in full_table_streams("repositories"):
+            read(stream, **where)
         if incremental_nochange:
             # One page each to learn that nothing is newer than the bookmark.
-            for stream in ("pull_requests", "pipelines", "pull_request_activity"):
-                add(stream, 1)
-            add("commits", 1, repo.full_name)  # follows git: nothing while updated_on stands
+            for stream in NOCHANGE_SCANS:
+                add(stream, 0 if skipped(stream, where) else 1)
             continue
-        add("pull_requests", pages(len(prs), 50))
-        add("commits", pages(commits, 100))
-        add("pull_request_activity", pages(activity, 50))
-        add("pipelines", pages(len(pipelines), 100))
-        for pr in prs:
-            pr_base = f"{base}/pullrequests/{pr['id']}"
-            add("pull_request_comments", pages(size(pr_base + "/comments"), 100))
-            add("pull_request_commits", pages(size(pr_base + "/commits"), 100))
-            add("pull_request_tasks", pages(size(pr_base + "/tasks"), 100))
-        for pipeline in pipelines:
-            add("pipeline_steps", pages(size(f"{base}/pipelines/{pipeline['uuid']}/steps"), 100))
+        for stream in NOCHANGE_SCANS:
+            read(stream, **where)
+        for pr in dataset.collection(path_of("pull_requests", **where)) or []:
+            for stream in PR_CHILDREN:
+                read(stream, **where, pull_request_id=pr["id"])
+        for pipeline in dataset.collection(path_of("pipelines", **where)) or []:
+            read("pipeline_steps", **where, pipeline_uuid=pipeline["uuid"])
     return out
