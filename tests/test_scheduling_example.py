@@ -22,7 +22,6 @@ import yaml
 
 from tap_bitbucket.streams import STREAM_TYPES
 from tests.emulator import Emulator, EmulatorConfig
-from tests.meltano_helpers import MELTANO, MeltanoProject, read_jsonl
 from tests.harness import (
     DEFAULT_STREAMS,
     completeness_problems,
@@ -31,6 +30,7 @@ from tests.harness import (
     expected_skips,
     primary_key,
 )
+from tests.meltano_helpers import MELTANO, MeltanoProject, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "bitbucket-pipelines.yml"

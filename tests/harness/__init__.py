@@ -60,11 +60,11 @@ from tests.harness.running import (
 )
 from tests.harness.truth import (
     ALL_STREAMS,
+    CREDENTIAL_WIDE,
     DEFAULT_STREAMS,
     DERIVED_KEYS,
     STREAM_CLASSES,
     Scope,
-    CREDENTIAL_WIDE,
     check_skip_warnings,
     drop_skipped,
     expected_rows,
@@ -76,6 +76,7 @@ from tests.harness.truth import (
 
 __all__ = [
     "ALL_STREAMS",
+    "CREDENTIAL_WIDE",
     "DEFAULT_STREAMS",
     "DERIVED_KEYS",
     "ERROR_PREFIX",
@@ -95,7 +96,6 @@ __all__ = [
     "api_token_config",
     "authorization_code",
     "catalog_selecting",
-    "CREDENTIAL_WIDE",
     "check_skip_warnings",
     "compare_rows",
     "completeness_problems",
