@@ -144,9 +144,15 @@ def report(exc: BaseException) -> int:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(redact_current(text))
     line, code = describe(exc)
-    sys.stderr.write(f"{PREFIX}{redact_current(line)}\n")
+    sys.stderr.write(f"{PREFIX}{one_line(redact_current(line))}\n")
     sys.stderr.flush()
     return code
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped: a value quoted from the input (a workspace '0\\r0',
+    found by tests/test_fuzz_config.py) must not break the one line in two."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def describe(exc: BaseException) -> tuple[str, int]:
@@ -205,9 +211,31 @@ def config_error_from_schema(exc: ConfigValidationError) -> ConfigError:
             if token in known:
                 setting = token
                 break
-    error = ConfigError(setting, first)
+    error = ConfigError(setting, f"{first}; {schema_advice(first)}")
     error.__cause__ = exc  # the traceback shown with debug logging
     return error
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "array": "a list",
+    "boolean": "true or false",
+    "object": "an object",
+}
+
+
+def schema_advice(message: str) -> str:
+    """What to do about one of the SDK's schema errors (found by tests/test_fuzz_config.py:
+    "[] is not of type 'string', 'null' in config['access_token']" said nothing more)."""
+    wrong_type = re.search(r"is not of type (.+?)(?: in config|$)", message)
+    if wrong_type:
+        names = re.findall(r"'(\w+)'", wrong_type.group(1))
+        words = [_TYPE_WORDS[n] for n in names if n in _TYPE_WORDS]
+        if words:
+            return f"set it to {' or '.join(words)}, or remove it"
+    return "fix the value (`tap-bitbucket --about` lists every setting)"
 
 
 def file_problem(exc: BaseException) -> str:

@@ -130,3 +130,21 @@ def test_only_entries_of_listed_workspaces_are_judged() -> None:
     }
     listed = {"a": [{"uuid": "{1}", "slug": "x"}]}
     assert stale_repository_entries(state, listed) == {"repository a/y ({1})": ["commits"]}
+
+
+# ------------------------------------------------- found by tests/test_fuzz_config.py
+
+
+def test_a_control_character_in_a_setting_keeps_the_error_on_one_line(first_run: Any) -> None:
+    """workspaces ['0\\r0'] printed the error line in two (the CR was written raw)."""
+    config, catalog, _ = first_run
+    result = run_tap({**config, "workspaces": ["0\r0"]}, catalog=catalog)
+    line = _one_error(result)
+    assert "workspace '0\\r0'" in line and "check the slug" in line
+
+
+def test_a_setting_of_the_wrong_type_says_what_to_set(first_run: Any) -> None:
+    """"[] is not of type 'string', 'null'" said what was wrong, not what to do."""
+    config, catalog, _ = first_run
+    line = _one_error(run_tap({**config, "user_agent": []}, catalog=catalog))
+    assert "Invalid setting 'user_agent'" in line and "set it to a string, or remove it" in line

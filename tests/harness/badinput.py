@@ -20,7 +20,7 @@ from tests.harness.running import ERROR_PREFIX, TapResult
 
 #: Words of an error line that say what to do next.
 ADVICE = re.compile(
-    r"\b(check|fix|remove|delete|re-run|rerun|grant|set|use|select|report|retry|give|"
+    r"\b(must|required|check|fix|remove|delete|re-run|rerun|grant|set|use|select|report|retry|give|"
     r"run|add|make|wait|rename|lower|raise)\b",
     re.IGNORECASE,
 )

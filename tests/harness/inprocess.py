@@ -54,11 +54,12 @@ def run_in_process(
         stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
         handlers = list(logging.getLogger().handlers)
         saved = sys.stdout, sys.stderr
-        saved_level = os.environ.get(LOGLEVEL)
+        # A private XDG_CONFIG_HOME: no run reads or writes the user's config folder.
+        saved_env = {k: os.environ.get(k) for k in (LOGLEVEL, "XDG_CONFIG_HOME")}
         codes: list[int] = []
         started = time.monotonic()
         sys.stdout, sys.stderr = stdout, err
-        os.environ[LOGLEVEL] = log_level
+        os.environ.update({LOGLEVEL: log_level, "XDG_CONFIG_HOME": str(Path(tmp, "xdg"))})
         try:
             worker = threading.Thread(
                 target=lambda: codes.append(cli.main([*command, *args])), daemon=True
@@ -67,10 +68,11 @@ def run_in_process(
             worker.join(timeout)
         finally:
             sys.stdout, sys.stderr = saved
-            if saved_level is None:
-                os.environ.pop(LOGLEVEL, None)
-            else:
-                os.environ[LOGLEVEL] = saved_level
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
             _restore_logging(handlers)
         assert codes, f"the tap was still running after {timeout} s: {err.getvalue()[-2000:]}"
         stdout.flush()
