@@ -47,7 +47,8 @@ run: $(STAMP) $(PLUGINS_STAMP)
 # The Meltano end-to-end tests (real `meltano run` into DuckDB, JSONL and PostgreSQL, and
 # the shard runs) keep both cores busy with meltano, tap and loader processes: they run
 # after the rest, so they never skew its timing-sensitive tests. Both phases always run.
-E2E_TESTS := tests/test_meltano_e2e.py tests/test_shards.py tests/test_scheduling_example.py
+E2E_TESTS := tests/test_meltano_e2e.py tests/test_shards.py tests/test_scheduling_example.py \
+	tests/test_analytics.py
 
 test: $(STAMP) $(PLUGINS_STAMP)
 	$(BIN)/ruff check tap_bitbucket tests scripts

@@ -20,7 +20,8 @@
   (cast({{ column }} as jsonb) #>> '{ {{- path.split('.') | join(',') -}} }')
 {%- endmacro %}
 
-{#- One row per element of a JSON array column: the text of `key` of each element.
+{#- One row per element of a JSON array column: the text of `key` of each element
+    (target-postgres writes arrays of objects as jsonb[], hence to_jsonb).
     A set-returning expression for a select list ([] and null give no row). -#}
 {% macro json_array_field(column, key) -%}
   {{ return(adapter.dispatch('json_array_field', 'bitbucket_analytics')(column, key)) }}
@@ -31,7 +32,7 @@
 {%- endmacro %}
 
 {% macro postgres__json_array_field(column, key) -%}
-  (jsonb_array_elements(cast({{ column }} as jsonb)) ->> '{{ key }}')
+  (jsonb_array_elements(to_jsonb({{ column }})) ->> '{{ key }}')
 {%- endmacro %}
 
 {#- A loaded timestamp column as a plain timestamp in UTC. DuckDB's are already that
