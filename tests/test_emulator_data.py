@@ -1,4 +1,4 @@
-"""Tests for the emulator's deterministic dataset (``tests/emulator/data.py``)."""
+"""Tests for the emulator's deterministic dataset (``tests/emulator/data/``)."""
 
 from __future__ import annotations
 
