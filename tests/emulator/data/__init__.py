@@ -94,11 +94,17 @@ class Dataset(
 ):
     """Deterministic Bitbucket Cloud data (see module docstring)."""
 
-    def __init__(self, seed: int = 1, scale: int = 1) -> None:
+    def __init__(self, seed: int = 1, scale: int = 1, quiet_repos: int = 0) -> None:
         if scale < 1:
             raise ValueError("scale must be >= 1")
+        if quiet_repos < 0:
+            raise ValueError("quiet_repos must be >= 0")
         self.seed = int(seed)
         self.scale = int(scale)
+        # Quiet repositories: a few commits, no pull requests or pipelines, like most of a
+        # large workspace. Built after every other repository from their own seeds, so
+        # adding them changes nothing else (test_quiet_repositories_add_only_themselves).
+        self.quiet_repos = int(quiet_repos)
         self.lock = threading.RLock()
         self._clock_us = _INITIAL_CLOCK_US
         self._mutations = 0

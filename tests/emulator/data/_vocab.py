@@ -26,6 +26,7 @@ _USERS = [
 _WORKSPACES = [("acme", "Acme Corporation"), ("globex", "Globex Ünited 🌍")]
 
 # (slug, kind, project key) — kind: big | normal | nopipelines | empty | fork
+# (Dataset(quiet_repos=N) adds kind quiet: quiet-0001 … alternating workspaces)
 _SPECIAL_REPOS = [
     [
         ("api", "big", "API"),

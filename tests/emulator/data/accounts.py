@@ -99,6 +99,9 @@ class _AccountsMixin:
                     keys = list(ws.projects)
                     pkey = keys[k % len(keys)]
                 self._new_repo(ws, rslug, kind, pkey)
+        for q in range(self.quiet_repos):
+            ws = self._ws[q % len(self._ws)]
+            self._new_repo(ws, f"quiet-{q + 1:04d}", "quiet", next(iter(ws.projects)))
 
         # Phase 1: histories (DAG + PR lifecycles) for every repository, parents first.
         for r in self._repo_list:

@@ -34,6 +34,8 @@ class _HistoryMixin:
         rng = r.rng
         r.language = rng.choice(_LANGS)
         r.created_us = _START_US + r.ws.repos.index(r) * 2 * DAY // self.scale + rng.randrange(DAY)
+        if r.kind == "quiet":  # any day of the first year, however many there are
+            r.created_us = _START_US + rng.randrange(365 * DAY)
         contributors = list(r.ws.members)
         outsider = self.users[(r.idx * 5 + 3) % len(self.users)]
         if outsider not in contributors:
@@ -50,6 +52,9 @@ class _HistoryMixin:
             parent = self._repo_by_name[self._fork_parent_name()]
             self._init_fork(r, parent)
             n_prs, min_commits = rng.randint(4, 7), len(r.commits) + 8
+        elif r.kind == "quiet":
+            r.mainbranch, r.develop = "main", None
+            n_prs, min_commits = 0, 4
         else:
             r.mainbranch = "master" if (r.kind == "big" or rng.random() < 0.25) else "main"
             r.develop = "develop" if (r.kind == "big" or rng.random() < 0.4) else None
@@ -118,6 +123,8 @@ class _HistoryMixin:
 
     @staticmethod
     def _plans(rng: random.Random, n_prs: int) -> list[list[str]]:
+        if n_prs == 0:  # a quiet repository: no pull request at all
+            return []
         plans: list[list[str]] = [
             ["MERGED"],
             ["DECLINED"],

@@ -263,7 +263,7 @@ class _PipelinesMixin:
 
     def _build_pipelines(self, r: _Repo) -> None:
         p = r.path
-        if r.info.empty:
+        if r.info.empty or r.kind == "quiet":
             self._cols[f"{p}/pipelines"] = []
             self._cols[f"{p}/deployments"] = []
             self._cols[f"{p}/environments"] = []
