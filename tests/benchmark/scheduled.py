@@ -11,7 +11,8 @@ subprocess and prints progress lines, then ONE JSON object as the last line, per
 * nochange_requests, nochange_per_repo, nochange_bound: the sync right after it with
   nothing changed, against the bound of 4 per repository and 4 per workspace;
 * capped_runs: how many runs of max_requests_per_run=1000, each from the previous run's
-  state, a full sync needs, against capped_runs_min = ceil(full_requests / 1000);
+  state, a full sync needs (until their state holds every partition of the uncapped
+  sync's), against capped_runs_min = ceil(full_requests / 1000);
   capped_max_requests is the most any of them made (the cap plus what was in flight);
 * nochange_wall_s: the no-change run's wall time at --latency-ms (default 100 ms).
 """
@@ -36,8 +37,21 @@ def emulator(size: int, latency_ms: float = 0) -> Emulator:
     ).start()
 
 
-def capped_chain(size: int, limit: int) -> tuple[int, int]:
-    """Chain capped runs from an empty state until one ends without the cap's line."""
+def partitions(state: dict[str, object]) -> set[str]:
+    """Every state partition, as (stream, context): what a sync has been through."""
+    found = set()
+    bookmarks = state.get("bookmarks") or {}
+    assert isinstance(bookmarks, dict)
+    for stream, stream_state in bookmarks.items():
+        for part in stream_state.get("partitions") or []:
+            found.add(json.dumps([stream, part.get("context")], sort_keys=True))
+    return found
+
+
+def capped_chain(size: int, whole: set[str], limit: int) -> tuple[int, int]:
+    """Chain capped runs from an empty state until their state holds every partition of
+    one uncapped sync (``whole``): the runs a full sync needs under the cap. (A run
+    that ends without the cap's line ends the chain too.)"""
     with emulator(size) as emu:
         state: dict[str, object] | None = None
         runs, most = 0, 0
@@ -47,9 +61,11 @@ def capped_chain(size: int, limit: int) -> tuple[int, int]:
             runs += 1
             made = count_api_requests(emu)
             most = max(most, made)
-            log(f"  capped run {runs}: {made} requests, {run['records']} records")
             state = run["state"]  # type: ignore[assignment]
-            if not run["capped"]:
+            assert state is not None
+            missing = len(whole - partitions(state))
+            log(f"  capped run {runs}: {made} requests, {run['records']} records, {missing} partitions to go")
+            if not run["capped"] or not missing:
                 return runs, most
         raise SystemExit(f"{limit} capped runs did not finish a sync of {size} repositories")
 
@@ -66,11 +82,12 @@ def measure(size: int, latency_ms: float) -> dict[str, object]:
         nochange = count_api_requests(emu)
         log(f"  no-change sync {nochange} requests, {again['records']} records")
         state = full["state"]
+        whole = partitions(state)  # type: ignore[arg-type]
     with emulator(size, latency_ms) as slow:
         timed = run_tap(tap_config(slow), state=state)  # type: ignore[arg-type]
         log(f"  no-change sync at {latency_ms:.0f} ms: {timed['wall_s']:.1f}s")
     runs_min = math.ceil(full_requests / CAP)
-    runs, most = capped_chain(size, limit=4 * runs_min + 4)
+    runs, most = capped_chain(size, whole, limit=4 * runs_min + 4)
     return {
         "repositories": repos,
         "workspaces": workspaces,
