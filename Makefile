@@ -17,7 +17,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test test-unit lint types install meltano-install readme dist clean
+.PHONY: run test test-unit fuzz lint types install meltano-install readme dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ test: $(STAMP) $(PLUGINS_STAMP)
 # subprocess and no emulator server; under 20 s. `make test` runs them too.
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m unit -q
+
+# The property tests of bad input (tests/test_fuzz_*.py) with many more generated cases
+# and a new seed per run: the nightly profile of tests/conftest.py. `make test` runs the
+# same tests at the `ci` profile (fixed seed, few cases).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest -n 2 -q tests/test_fuzz_*.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check tap_bitbucket tests scripts

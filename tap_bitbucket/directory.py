@@ -88,6 +88,11 @@ class Directory:
                 self._repositories[slug] = cached
         return cached
 
+    def listed(self) -> dict[str, list[dict[str, t.Any]]]:
+        """The repository listings read so far this run, by workspace."""
+        with self._lock:
+            return dict(self._repositories)
+
     def repo_updated_on(self, slug: str, repo_uuid: str) -> str | None:
         """The listed ``updated_on`` of a repository (moves on git activity only)."""
         with self._lock:

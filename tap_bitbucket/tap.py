@@ -22,7 +22,8 @@ from tap_bitbucket.sdk_gaps import quiet_unsorted_warning
 from tap_bitbucket.services import Services
 from tap_bitbucket.settings import SETTINGS, Settings
 from tap_bitbucket.streams import STREAM_TYPES
-from tap_bitbucket.streams.bookmarks import Bookmarks, validate_state
+from tap_bitbucket.streams.bookmarks import Bookmarks
+from tap_bitbucket.streams.state_check import stale_repository_entries, validate_state
 from tap_bitbucket.transport import Transport
 
 if t.TYPE_CHECKING:
@@ -103,12 +104,26 @@ class TapBitbucket(Tap):
             services.progress.start()
             self.sync_all()
             self.state_writer.flush()
+            self.warn_stale_state()
         finally:
             services.progress.stop()
             services.transport.close()
             if isinstance(self.message_writer, TapWriter):
                 self.message_writer.close()
             services.transport.log_request_totals()
+
+    def warn_stale_state(self) -> None:
+        """One WARNING per repository entry of the state that matches no repository any
+        more (renamed or deleted): the tap never reads it again (issue 16)."""
+        stale = stale_repository_entries(self.state, self.services.directory.listed())
+        for entry, streams in stale.items():
+            LOGGER.warning(
+                "State entry for %s matches no repository of its workspace (renamed or "
+                "deleted?), so it no longer applies (streams: %s); delete it from the state "
+                "to silence this warning.",
+                entry,
+                ", ".join(sorted(streams)),
+            )
 
     def check_scope(self) -> None:
         """What only the API can tell, checked before any record is written: every

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
 
 from tests.emulator import Emulator, EmulatorConfig
+
+# The property tests of bad input (tests/test_fuzz_*.py). `ci`, the default: a fixed
+# seed (derandomize), few examples, no example database, so `make test` is reproducible
+# and stays within its budget. `nightly` (`make fuzz`, or HYPOTHESIS_PROFILE=nightly):
+# many more examples, a random seed each run (a failure prints the seed to reproduce).
+# Each example is a whole tap run against the emulator: no per-example deadline, and the
+# session emulator is shared between examples on purpose.
+_FUZZ = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+settings.register_profile("ci", max_examples=10, derandomize=True, database=None, **_FUZZ)
+settings.register_profile("nightly", max_examples=400, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

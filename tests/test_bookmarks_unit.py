@@ -13,7 +13,8 @@ import pytest
 from tap_bitbucket.errors import StateError
 from tap_bitbucket.settings import Settings
 from tap_bitbucket.streams import bookmarks
-from tap_bitbucket.streams.bookmarks import Bookmarks, partition_context, validate_state
+from tap_bitbucket.streams.bookmarks import Bookmarks, partition_context
+from tap_bitbucket.streams.state_check import validate_state
 from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
 
 pytestmark = pytest.mark.unit

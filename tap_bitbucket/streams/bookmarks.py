@@ -40,7 +40,6 @@ import threading
 import typing as t
 from datetime import datetime, timedelta, timezone
 
-from tap_bitbucket.errors import StateError
 from tap_bitbucket.timestamps import format_timestamp, parse_timestamp
 
 if t.TYPE_CHECKING:
@@ -86,6 +85,7 @@ class Bookmarks:
         self.now = now or datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self._index: dict[str, dict[str, t.Any]] | None = None
+        self._read_empty: set[str] = set()
 
     def _partition(self, stream: str, context: Mapping[str, t.Any]) -> dict[str, t.Any]:
         with self._lock:
@@ -119,6 +119,28 @@ class Bookmarks:
     def known(self, stream: str, context: Mapping[str, t.Any]) -> bool:
         """Whether the state holds this partition (an earlier run read it)."""
         return bool(self._partition(stream, context))
+
+    def never_had_records(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """At the run's start: an unfiltered earlier read of the partition found nothing."""
+        partition = self._partition(stream, context)
+        return (
+            self.start_date is None
+            and bool(partition)
+            and not partition.get("replication_key_value")
+            and not partition.get(HIGH_WATER)
+        )
+
+    def note_read(self, stream: str, context: Mapping[str, t.Any], records: int) -> None:
+        """A whole read of the partition this run; an empty one that was not filtered
+        (no bookmark, no start_date) proves the partition holds nothing right now."""
+        if records == 0 and self.start(stream, context) is None:
+            with self._lock:
+                self._read_empty.add(_key(stream, context))
+
+    def read_empty(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """Whether this run read the whole partition and found nothing (note_read)."""
+        with self._lock:
+            return _key(stream, context) in self._read_empty
 
     def refresh_due(self, stream: str, context: Mapping[str, t.Any]) -> bool:
         """Whether a slow-changing partition is read this run.
@@ -222,40 +244,3 @@ def set_resume_at(state: dict[str, t.Any], key: str | None) -> None:
         state[RESUME_AT] = key
     else:
         state.pop(RESUME_AT, None)
-
-
-def validate_state(state: t.Any) -> None:
-    """Refuse a state the tap cannot use, with one line that names where it is wrong.
-
-    A state written by this tap (or an older version of it) always passes; unknown
-    streams are left alone (the SDK keeps them), as are keys the tap does not know.
-    """
-    if not isinstance(state, dict):
-        raise StateError("the state must be a JSON object")
-    bookmarks = state.get("bookmarks", {})
-    if not isinstance(bookmarks, dict):
-        raise StateError("'bookmarks' must be an object of stream names")
-    for name, stream_state in bookmarks.items():
-        where = f"bookmarks.{name}"
-        if not isinstance(stream_state, dict):
-            raise StateError(f"'{where}' must be an object, got {type(stream_state).__name__}")
-        partitions = stream_state.get("partitions", [])
-        if not isinstance(partitions, list):
-            raise StateError(f"'{where}.partitions' must be a list")
-        for index, partition in enumerate(partitions):
-            if not isinstance(partition, dict) or not isinstance(partition.get("context"), dict):
-                raise StateError(f"'{where}.partitions[{index}]' must be an object with a 'context'")
-            _check_value(f"{where}.partitions[{index}]", partition)
-        _check_value(where, stream_state)
-
-
-def _check_value(where: str, bookmark: dict[str, t.Any]) -> None:
-    value = bookmark.get("replication_key_value")
-    if value is None:
-        return
-    try:
-        parse_timestamp(str(value))
-    except (ValueError, OverflowError):
-        raise StateError(
-            f"'{where}.replication_key_value' is not a date-time ({str(value)[:40]!r})"
-        ) from None

@@ -146,9 +146,13 @@ class TapResult:
 
 
 def parse_lines(stdout: str) -> list[dict[str, Any]]:
-    """Strict: every stdout line must be one complete JSON Singer message."""
+    """Strict: every stdout line must be one complete JSON Singer message.
+
+    Lines end at "\n" only, as a target reads them: `str.splitlines()` also splits at
+    U+0085 and U+2028 inside a JSON string (found by tests/test_fuzz_state.py).
+    """
     messages = []
-    for number, line in enumerate(stdout.splitlines(), 1):
+    for number, line in enumerate(stdout.removesuffix("\n").split("\n") if stdout else [], 1):
         try:
             message = json.loads(line)
         except ValueError as exc:
@@ -163,7 +167,7 @@ def parse_lines(stdout: str) -> list[dict[str, Any]]:
 
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
     """Lenient: each non-blank stdout line as JSON."""
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in stdout.split("\n") if line.strip()]
 
 
 def write_json(path: Path, value: Any) -> Path:

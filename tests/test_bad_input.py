@@ -1,0 +1,132 @@
+"""Hand-picked pins for the bad-input defects of issue 16, each found by the issue or by
+the property tests (tests/test_fuzz_*.py), against the emulator as a subprocess.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tap_bitbucket.errors import StateError
+from tap_bitbucket.streams.state_check import stale_repository_entries, validate_state
+from tests.emulator import Emulator
+from tests.harness import START_DATE, api_token_config, catalog_selecting, run_tap
+
+REPO = "globex/api-fork"
+STREAMS = {"workspaces", "repositories", "pull_requests", "pipelines", "branch_restrictions"}
+
+
+@pytest.fixture(scope="module")
+def first_run(emulator: Emulator) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    config = api_token_config(
+        emulator, workspaces=["globex"], repositories=[REPO], start_date=START_DATE
+    )
+    catalog = catalog_selecting(STREAMS)
+    result = run_tap(config, catalog=catalog)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.last_state
+    return config, catalog, result.last_state
+
+
+def _one_error(result: Any) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.error_lines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    return str(lines[0])
+
+
+# ------------------------------------------------------------- the issue's first case
+
+
+def test_a_stream_bookmark_that_is_not_an_object_names_the_stream(first_run: Any) -> None:
+    """Issue 16: this ended in `AttributeError: 'str' object has no attribute 'items'`."""
+    config, catalog, _ = first_run
+    result = run_tap(config, state={"bookmarks": {"pull_requests": "garbage"}}, catalog=catalog)
+    line = _one_error(result)
+    assert "'bookmarks.pull_requests' must be an object (got a string)" in line
+    assert "Fix or remove the state file" in line
+    assert "AttributeError" not in line
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        # found by test_a_known_key_with_a_bad_value: AttributeError 'NoneType' ... 'pop'
+        (
+            "progress_markers",
+            None,
+            "'bookmarks.pipelines.partitions[0].progress_markers' must be an object (got null)",
+        ),
+        ("progress_markers", "x", "must be an object (got a string)"),
+        (
+            "running",
+            [],
+            "'bookmarks.pipelines.partitions[0].running' must be an object (got a list)",
+        ),
+        (
+            "running",
+            {"{p}": 5},
+            "'bookmarks.pipelines.partitions[0].running.{p}' is not a date-time",
+        ),
+        ("recent_keys", "7@x", "must be a list (got a string)"),
+        ("recent_keys", [7], "must be a list of strings"),
+        (
+            "high_water",
+            17,
+            "'bookmarks.pipelines.partitions[0].high_water' is not a date-time (17)",
+        ),
+        ("refreshed_at", "9999-12-31T23:59:59Z", "is in the future"),
+        ("replication_key_value", "9999-12-31T23:59:59Z", "is in the future"),
+        ("replication_key", 3, "must be a string (got a number)"),
+        ("repo_updated_on", {}, "must be a string (got an object)"),
+        ("replication_key_signpost", True, "is not a date-time (True)"),
+        ("context", {"repo_uuid": ["x"]}, "context.repo_uuid' must be a string or a number"),
+    ],
+)
+def test_every_key_the_tap_reads_is_checked(key: str, value: Any, says: str) -> None:
+    state = {"bookmarks": {"pipelines": {"partitions": [{"context": {"repo_uuid": "{r}"}}]}}}
+    state["bookmarks"]["pipelines"]["partitions"][0][key] = value
+    with pytest.raises(StateError) as info:
+        validate_state(state)
+    assert says in str(info.value)
+
+
+# ------------------------------------------------------------ the issue's second case
+
+
+def test_a_partition_of_a_renamed_repository_gets_one_warning(first_run: Any) -> None:
+    """Issue 16: a partition whose context matches no repository was silently ignored."""
+    config, catalog, state = first_run
+    state = copy.deepcopy(state)
+    for stream in ("pull_requests", "pipelines"):
+        old = copy.deepcopy(state["bookmarks"][stream]["partitions"][0])
+        old["context"]["repo_slug"] = "api-fork-old-name"
+        state["bookmarks"][stream]["partitions"].append(old)
+    result = run_tap(config, state=state, catalog=catalog)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stale = [line for line in result.warning_lines() if "no longer applies" in line]
+    assert len(stale) == 1, result.warning_lines()
+    assert "globex/api-fork-old-name" in stale[0] and "pipelines, pull_requests" in stale[0]
+    assert "delete it from the state" in stale[0]
+
+
+@pytest.mark.unit
+def test_only_entries_of_listed_workspaces_are_judged() -> None:
+    state = {
+        "bookmarks": {
+            "commits": {
+                "partitions": [
+                    {"context": {"workspace_slug": "a", "repo_slug": "x", "repo_uuid": "{1}"}},
+                    {"context": {"workspace_slug": "a", "repo_slug": "y", "repo_uuid": "{1}"}},
+                    {"context": {"workspace_slug": "b", "repo_slug": "z", "repo_uuid": "{2}"}},
+                    {"context": {"repo_uuid": "{3}"}},
+                ]
+            }
+        }
+    }
+    listed = {"a": [{"uuid": "{1}", "slug": "x"}]}
+    assert stale_repository_entries(state, listed) == {"repository a/y ({1})": ["commits"]}
