@@ -18,7 +18,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test test-unit fuzz lint types install meltano-install readme dist clean
+.PHONY: run test test-unit fuzz chromium lint types install meltano-install readme dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,10 @@ E2E_TESTS := tests/test_meltano_e2e.py tests/test_shards.py tests/test_schedulin
 # tests/test_report_browser.py opens output/report.html in a real headless Chromium, from
 # Debian's packages: installed here when missing, so the test never has to be skipped.
 chromium:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
 
 test: $(STAMP) $(PLUGINS_STAMP) chromium
 	$(BIN)/ruff check tap_bitbucket tests scripts
