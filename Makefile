@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make run    install everything and run the main job
 #               (`meltano run tap-bitbucket target-duckdb`, against the bundled emulator
-#               when no Bitbucket credentials are configured), then print a DuckDB summary
+#               when no Bitbucket credentials are configured), then print a DuckDB summary,
+#               build the analytics models (dbt-duckdb:build) and write output/report.html
 #   make test   install everything and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test test-unit fuzz lint types install meltano-install readme dist clean
+.PHONY: run test test-unit fuzz chromium lint types install meltano-install readme dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +48,18 @@ run: $(STAMP) $(PLUGINS_STAMP)
 # The Meltano end-to-end tests (real `meltano run` into DuckDB, JSONL and PostgreSQL, and
 # the shard runs) keep both cores busy with meltano, tap and loader processes: they run
 # after the rest, so they never skew its timing-sensitive tests. Both phases always run.
-E2E_TESTS := tests/test_meltano_e2e.py tests/test_shards.py tests/test_scheduling_example.py
+E2E_TESTS := tests/test_meltano_e2e.py tests/test_shards.py tests/test_scheduling_example.py \
+	tests/test_analytics.py tests/test_report_browser.py
 
-test: $(STAMP) $(PLUGINS_STAMP)
+# tests/test_report_browser.py opens output/report.html in a real headless Chromium, from
+# Debian's packages: installed here when missing, so the test never has to be skipped.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
+
+test: $(STAMP) $(PLUGINS_STAMP) chromium
 	$(BIN)/ruff check tap_bitbucket tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -q $(addprefix --ignore=,$(E2E_TESTS)); first=$$?; \

@@ -411,7 +411,34 @@ def main(argv: list[str] | None = None) -> int:
     if show_summary:
         print()
         print(summary(warehouse, before))
+        try:
+            report = build_analytics(environment, env, warehouse)
+        except DemoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"\nReport: {_shown(report)}")
     return 0
+
+
+def build_analytics(environment: str, env: Mapping[str, str], warehouse: Path) -> Path:
+    """`meltano invoke dbt-duckdb:build` on the warehouse just loaded (the models and their
+    tests of transform/), then output/report.html from the marts."""
+    from scripts import report  # noqa: PLC0415 (plotly is only needed here)
+
+    command = [str(MELTANO), "--environment", environment, "invoke", "dbt-duckdb:build"]
+    print(f"\n$ meltano {' '.join(command[1:])}", flush=True)
+    dbt_env = {k: v for k, v in env.items() if not k.startswith("TAP_BITBUCKET_")}
+    dbt_env["BITBUCKET_DUCKDB_PATH"] = str(warehouse)
+    with RUN_LOG.open("a", encoding="utf-8") as log:
+        result = subprocess.run(
+            command, cwd=ROOT, env=dbt_env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+    if result.returncode != 0:
+        raise DemoError(f"dbt build failed (exit {result.returncode}); see {_shown(RUN_LOG)}")
+    print("  dbt build: models and tests passed", flush=True)
+    out = ROOT / "output" / "report.html"
+    out.write_text(report.render(report.read_marts(warehouse)), encoding="utf-8")
+    return out
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ class BitbucketStream(RESTStream[str | None]):
     #: Changes only with git activity, which moves the repository's ``updated_on``
     #: (notes §8.11): unread while that has not moved since the last read.
     follows_git: t.ClassVar[bool] = False
+    #: A repository stream whose records exist only where this named one, synced
+    #: before it in the same run, has records (PR activity needs a PR, a deployment a
+    #: pipeline): unread where this run's unfiltered read of that one found nothing.
+    records_only_with: t.ClassVar[str | None] = None
 
     # `clean_body()` already strips NUL bytes and normalises timestamps at every depth, so
     # the SDK's recursive conformance pass would only re-walk each record (it took most
@@ -195,7 +199,7 @@ class BitbucketStream(RESTStream[str | None]):
         transport = self.services.transport
         if not transport.prefetcher.enabled or self.ABORT_AT_RECORD_COUNT is not None:
             return
-        if not self.needs_request(context):
+        if not self.needs_request(context, ahead=True):
             return
         first = self.get_http_request(page=PageContext(stream_context=context, next_page_token=None))
         paginator = self.paginator_for(context)
@@ -233,20 +237,33 @@ class BitbucketStream(RESTStream[str | None]):
     def request_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         if not self.needs_request(context):
             return
+        records = 0
         try:
-            yield from super().request_records(context)
+            for record in super().request_records(context):
+                records += 1
+                yield record
         except SkipPartition as skip:
             if skip.scopes is not None:
                 self.services.gaps.learn(self.name, describe(context), skip.scopes)
                 return
             warn_skip(self.name, context, skip)
-        self.read_done(context)
+            # A tolerated refusal (Pipelines off, an empty or deleted repository) is an
+            # answer: there is nothing here, so a records_only_with stream has nothing.
+            records = 0
+        self.read_done(context, records)
 
     # -- what a scheduled run can leave unread (issue 13) -----------------------------
 
-    def needs_request(self, context: Context | None) -> bool:
-        """Whether this partition must be asked this run; the same answer for prefetch
-        planning and for the sync, since both read the run's starting bookmarks."""
+    def needs_request(self, context: Context | None, *, ahead: bool = False) -> bool:
+        """Whether this partition must be asked this run.
+
+        Prefetch planning and the start-up plan ask ``ahead`` of the sync; the answer
+        is the sync's, from the run's starting bookmarks, except for
+        ``records_only_with``: ahead, the starting state predicts that the other
+        stream is still empty; the sync also needs this run's own empty read of it, so
+        a first pull request or pipeline is followed at once by its activity or
+        deployments (unprefetched), and nothing prefetched goes unused.
+        """
         services = self.services
         if services.gaps.known(self.name):
             return False
@@ -256,17 +273,28 @@ class BitbucketStream(RESTStream[str | None]):
         marks = services.bookmarks
         if self.slow_changing and not marks.refresh_due(self.name, partition):
             return False
+        other = self.records_only_with
+        if (
+            other
+            and not self.selected_children()
+            and marks.never_had_records(other, partition)
+            and (ahead or marks.read_empty(other, partition))
+        ):
+            return False
         return not (
             self.follows_git
             and not self.selected_children()
             and marks.git_unchanged(self.name, partition, self.repo_updated_on(context))
         )
 
-    def read_done(self, context: Context | None) -> None:
+    def read_done(self, context: Context | None, records: int) -> None:
         """Stamp a whole read (or a tolerated refusal, which is an answer too)."""
-        if not context or not (self.slow_changing or self.follows_git):
+        if not context:
             return
         marks = self.services.bookmarks
+        marks.note_read(self.name, self.partition_of(context), records)
+        if not (self.slow_changing or self.follows_git):
+            return
         marks.stamp_read(
             self.get_context_state(context),
             refreshed_at=marks.now if self.slow_changing else None,

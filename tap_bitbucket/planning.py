@@ -63,10 +63,10 @@ def plan_run(streams: Iterable[Stream], services: Services) -> int:
             "workspace_slug": slug,
             "workspace_uuid": directory.workspace(slug).get("uuid"),  # cached: no request
         }
-        expected += sum(1 for s in workspace_children if s.needs_request(workspace_context))
+        expected += sum(1 for s in workspace_children if s.needs_request(workspace_context, ahead=True))
         for row in rows:
             context = repositories.get_child_context(row, workspace_context) or {}
-            asked = [s for s in repo_children if s.needs_request(context)]
+            asked = [s for s in repo_children if s.needs_request(context, ahead=True)]
             expected += len(asked)
             total += 1
             marks = services.bookmarks

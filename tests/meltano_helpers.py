@@ -207,15 +207,17 @@ class MeltanoProject:
         select_all: bool = False,
         env: Mapping[str, str] | None = None,
         timeout: float = 600,
+        then: tuple[str, ...] = (),
     ) -> str:
-        """`meltano run tap-bitbucket <target>` in the demo environment; returns its log."""
+        """`meltano run tap-bitbucket <target> [then...]` in the demo environment (`then`:
+        more blocks, e.g. "dbt-duckdb:build"); returns its log."""
         run_env = dict(self.env)
         if select_all:
             run_env["TAP_BITBUCKET__SELECT"] = json.dumps(["*.*"])
         run_env.update(env or {})
         started = time.monotonic()
         result = subprocess.run(
-            [str(MELTANO), "--log-format", "uncolored", "run", "tap-bitbucket", target],
+            [str(MELTANO), "--log-format", "uncolored", "run", "tap-bitbucket", target, *then],
             cwd=self.root,
             env=run_env,
             capture_output=True,
@@ -229,7 +231,7 @@ class MeltanoProject:
         log = result.stdout + result.stderr
         if result.returncode != 0:
             pytest.fail(
-                f"meltano run tap-bitbucket {target} exited {result.returncode}:\n"
+                f"meltano run tap-bitbucket {target} {' '.join(then)} exited {result.returncode}:\n"
                 + failure_excerpt(log)
             )
         return log

@@ -543,11 +543,21 @@ def test_client_credentials(make_emulator: Callable[..., Emulator], tmp_path: Pa
     assert {s for s, _ in statuses} == {200}
     assert sum(u for _, u in statuses) == 0
     assert len(token_requests(emu)) >= 3  # renewed before each expiry
-    # A revoked token mid-run: the 401 triggers one new token and the retry succeeds.
+    assert not (tmp_path / "xdg").exists()  # memory only: no settings file
+
+
+def test_client_credentials_revoked_mid_run(make_emulator: Callable[..., Emulator]) -> None:
+    """A revoked token mid-run: the 401 triggers one new token and the retry succeeds.
+    The token lives an hour here, so no proactive renewal can replace the revoked token
+    before the request (with 2-second tokens a loaded machine made this racy)."""
+    emu = make_emulator()
+    authenticator = auth.build_authenticator(oauth_config(emu, None))
+    authenticator.prepare()
+    assert get_user(emu, authenticator) == (200, 0)
     current = [v for v in authenticator.secret_values() if len(v) > 60][-1]
     assert emu.revoke_token(current)
     assert get_user(emu, authenticator) == (200, 1)
-    assert not (tmp_path / "xdg").exists()  # memory only: no settings file
+    assert len(token_requests(emu)) == 2
 
 
 # ---------------------------------------------------------------------------- short tokens

@@ -1,4 +1,4 @@
-"""Tests for the emulator's deterministic dataset (``tests/emulator/data.py``)."""
+"""Tests for the emulator's deterministic dataset (``tests/emulator/data/``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests.emulator.data import (
     API,
+    DATA_END,
     INITIAL_CLOCK,
     PR_LIST_OMITS,
     Dataset,
@@ -153,6 +154,34 @@ def test_repo_count_grows_linearly_with_scale() -> None:
     # Scale 7 already has >= 50 repositories (the benchmark needs that).
     d7 = Dataset(seed=1, scale=7)
     assert sum(len(d7.collection(f"/repositories/{w}")) for w in d7.workspaces) >= 50
+
+
+def test_quiet_repositories_add_only_themselves(ds: Dataset) -> None:
+    """The scale benchmark's workspaces of mostly quiet repositories: every object of the
+    default data is the same, and each quiet repository is a few commits on one branch."""
+    quiet = Dataset(quiet_repos=12)
+    assert len(quiet.repos) == len(ds.repos) + 12
+    # The repository listings grow by the quiet repositories; everything else is equal.
+    listings = {f"/repositories/{w}" for w in ds.workspaces}
+    for path in ds.collection_paths():
+        if path not in listings:
+            assert quiet.collection(path) == ds.collection(path), path
+    for path in ds.object_paths():
+        assert quiet.object(path) == ds.object(path), path
+    for w in ds.workspaces:
+        listed = quiet.collection(f"/repositories/{w}")
+        assert [r for r in listed if not r["slug"].startswith("quiet-")] == ds.collection(
+            f"/repositories/{w}"
+        )
+    new = [r for r in quiet.repos if r.slug.startswith("quiet-")]
+    assert len(new) == 12 and {r.workspace for r in new} == set(ds.workspaces)
+    for r in new:
+        base_path = f"/repositories/{r.full_name}"
+        assert len(quiet.collection(f"{base_path}/commits")) == 4
+        assert quiet.collection(f"{base_path}/pullrequests") == []
+        assert quiet.collection(f"{base_path}/pipelines") == []
+        repo = quiet.object(base_path)
+        assert parse_timestamp(repo["created_on"]) < parse_timestamp(repo["updated_on"]) < DATA_END
 
 
 def test_user_and_workspace_access(ds: Dataset) -> None:

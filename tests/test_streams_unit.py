@@ -223,3 +223,18 @@ def test_activity_ids_are_stable_and_tell_entries_apart(
     edited = {**comment, "updated_on": "2024-01-03T00:00:00Z"}
     assert entry("comment", comment)["activity_id"] == entry("comment", edited)["activity_id"]
     assert entry("comment", edited)["activity_date"] == edited["updated_on"]
+
+
+def test_records_only_with_names_a_sibling_synced_before() -> None:
+    """``records_only_with`` relies on the SDK syncing a repository's child streams in
+    registry order: the stream it depends on must be an earlier sibling, partitioned
+    the same way, so its read of the repository is done when this one decides."""
+    order = [cls.name for cls in STREAM_TYPES]
+    by_name = {cls.name: cls for cls in STREAM_TYPES}
+    dependent = [cls for cls in STREAM_TYPES if cls.records_only_with]
+    assert {cls.name for cls in dependent} == {"pull_request_activity", "deployments"}
+    for cls in dependent:
+        other = by_name[str(cls.records_only_with)]
+        assert order.index(other.name) < order.index(cls.name)
+        assert other.parent_stream_type is cls.parent_stream_type
+        assert other.state_partitioning_keys == cls.state_partitioning_keys

@@ -123,6 +123,54 @@ def test_git_streams_follow_the_repository_updated_on(
     }
 
 
+def test_a_first_pull_request_and_pipeline_bring_their_activity_and_deployments(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    """PR activity and deployments are unread where this run found no pull request or
+    pipeline at all (``records_only_with``). A quiet repository's first PR, with an
+    approval, and first pipeline, with a deployment, are all picked up by the very next
+    run; before that change, the no-change run asks that repository two requests."""
+    emu = make_emulator(quiet_repos=2)
+    data = emu.dataset
+    quiet = next(r for r in data.repos if r.slug.startswith("quiet-"))
+    source = next(r for r in data.repos if data.collection(f"/repositories/{r.full_name}/deployments"))
+    src, dst = f"/repositories/{source.full_name}", f"/repositories/{quiet.full_name}"
+    streams = ["repositories", "pull_requests", "pull_request_activity", "pipelines", "deployments"]
+    catalog = select_only(discovered_catalog(), streams)
+    config = api_token_config(emu)
+    full = run_tap(config, catalog=catalog)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    emu.reset_log()
+    idle = run_tap(config, state=full.last_state, catalog=catalog)
+    assert idle.returncode == 0, idle.stderr[-3000:]
+    asked = {e.path for e in api_log(emu) if e.path.startswith(f"/2.0{dst}/")}
+    assert asked == {f"/2.0{dst}/pullrequests", f"/2.0{dst}/pipelines"}
+
+    stamp = data.clock.isoformat()
+    pull_request = dict(data.collection(f"{src}/pullrequests")[0], id=1, updated_on=stamp)
+    emu.add_item(f"{dst}/pullrequests", pull_request, touch_repo=False)
+    approval = next(a for a in data.collection(f"{src}/pullrequests/activity") if "approval" in a)
+    approval = {
+        "pull_request": dict(approval["pull_request"], id=1),
+        "approval": dict(approval["approval"], date=stamp),
+    }
+    emu.add_item(f"{dst}/pullrequests/activity", approval, touch_repo=False)
+    pipeline = dict(data.collection(f"{src}/pipelines")[0], uuid="{quiet-first-pipeline}")
+    emu.add_item(f"{dst}/pipelines", dict(pipeline, created_on=stamp), touch_repo=False)
+    deployment = dict(data.collection(f"{src}/deployments")[0], uuid="{quiet-first-deploy}")
+    emu.add_item(f"{dst}/deployments", deployment, touch_repo=False)
+
+    again = run_tap(config, state=idle.last_state, catalog=catalog)
+    assert again.returncode == 0, again.stderr[-3000:]
+    repo_uuid = quiet.uuid
+    assert [r["id"] for r in records_of(again, "pull_requests") if r["repo_uuid"] == repo_uuid] == [1]
+    activity = [r for r in records_of(again, "pull_request_activity") if r["repo_uuid"] == repo_uuid]
+    assert [(a["pull_request_id"], a["activity_kind"]) for a in activity] == [(1, "approval")]
+    assert "{quiet-first-pipeline}" in {r["uuid"] for r in records_of(again, "pipelines")}
+    assert "{quiet-first-deploy}" in {r["uuid"] for r in records_of(again, "deployments")}
+
+
 def test_a_push_is_picked_up_by_commits_and_branches(
     make_emulator: Callable[..., Emulator],
 ) -> None:

@@ -85,6 +85,7 @@ class Bookmarks:
         self.now = now or datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self._index: dict[str, dict[str, t.Any]] | None = None
+        self._read_empty: set[str] = set()
 
     def _partition(self, stream: str, context: Mapping[str, t.Any]) -> dict[str, t.Any]:
         with self._lock:
@@ -118,6 +119,28 @@ class Bookmarks:
     def known(self, stream: str, context: Mapping[str, t.Any]) -> bool:
         """Whether the state holds this partition (an earlier run read it)."""
         return bool(self._partition(stream, context))
+
+    def never_had_records(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """At the run's start: an unfiltered earlier read of the partition found nothing."""
+        partition = self._partition(stream, context)
+        return (
+            self.start_date is None
+            and bool(partition)
+            and not partition.get("replication_key_value")
+            and not partition.get(HIGH_WATER)
+        )
+
+    def note_read(self, stream: str, context: Mapping[str, t.Any], records: int) -> None:
+        """A whole read of the partition this run; an empty one that was not filtered
+        (no bookmark, no start_date) proves the partition holds nothing right now."""
+        if records == 0 and self.start(stream, context) is None:
+            with self._lock:
+                self._read_empty.add(_key(stream, context))
+
+    def read_empty(self, stream: str, context: Mapping[str, t.Any]) -> bool:
+        """Whether this run read the whole partition and found nothing (note_read)."""
+        with self._lock:
+            return _key(stream, context) in self._read_empty
 
     def refresh_due(self, stream: str, context: Mapping[str, t.Any]) -> bool:
         """Whether a slow-changing partition is read this run.

@@ -158,6 +158,9 @@ class PullRequestActivityStream(RepoStream):
     is_sorted = False
     page_size = 50
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: _GONE}
+    # Every entry belongs to a pull request, and a new one shows in the PR list (its
+    # created_on and updated_on are new): a repository without any has no activity.
+    records_only_with = "pull_requests"
 
     def paginator_for(self, context: Context | None) -> BitbucketPaginator:
         mark = self.services.bookmarks.start(self.name, context or {})

@@ -209,3 +209,6 @@ class DeploymentsStream(RepoStream):
     path = "/repositories/{workspace_slug}/{repo_slug}/deployments"
     primary_keys = ("uuid",)
     tolerated_errors: t.ClassVar[dict[int, str]] = {404: NO_PIPELINES}
+    # A deployment is a pipeline step's (its release is the pipeline run, and the
+    # endpoint 404s with Pipelines off, notes §8.8): no pipeline ever, no deployment.
+    records_only_with = "pipelines"

@@ -88,8 +88,11 @@ def run_tap(
                     records += 1
                 elif b'"type":"STATE"' in line[:40]:
                     last_state = json.loads(line)["value"]
+        # The cap's closing line (tap_bitbucket/progress.py): the run stopped early.
+        capped = b"max_requests_per_run (" in err_path.read_bytes()
     return {
         "records": records,
+        "capped": capped,
         "state": last_state,
         "wall_s": wall,
         "peak_rss_mb": peak_kib / 1024,

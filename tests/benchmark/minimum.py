@@ -14,7 +14,9 @@ the request that says so). This is the physical floor for the tap's endpoint cho
   ``follows_git``) cost nothing while the repository's ``updated_on`` stands still, and
   slow-changing settings tables (``slow_changing``) only when their refresh falls due:
   the caller passes the partitions the run refreshed (:func:`refreshed_partitions`),
-  since that depends on the clock.
+  since that depends on the clock. Streams whose records exist only with another's
+  (``records_only_with``: PR activity, deployments) cost nothing where that one is
+  empty.
 
 The streams, their paths and parents come from the stream registry: every full-table
 stream (no replication key) under workspaces, projects or repositories costs its pages
@@ -135,6 +137,14 @@ def minimum_requests(
         cls = STREAMS[stream]
         if not incremental_nochange:
             return False
+        # Nothing where the stream it depends on has nothing, or answers a tolerated
+        # 404 (Pipelines off).
+        if (
+            cls.records_only_with
+            and "repo_slug" in context
+            and not dataset.collection(path_of(cls.records_only_with, **context))
+        ):
+            return True
         return bool(cls.follows_git) or (
             bool(cls.slow_changing) and (stream, _where(context)) not in due
         )

@@ -41,6 +41,7 @@ DEFAULT_CALLBACK_URL = "http://localhost:33333"
 class EmulatorConfig:
     seed: int = 1
     scale: int = 1
+    quiet_repos: int = 0  # extra repositories with 4 commits and nothing else (scale tests)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
     latency_ms: float = 0  # added to every API (/2.0) request
@@ -71,7 +72,7 @@ class Emulator:
         config.faults = list(config.faults)
         self.config = config
         if dataset is None:
-            dataset = Dataset(config.seed, config.scale)
+            dataset = Dataset(config.seed, config.scale, config.quiet_repos)
         self.dataset = dataset
         user = getattr(dataset, "user", None) or {}
         credentials = make_credentials(
