@@ -36,6 +36,7 @@ import typing as t
 import click
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_bitbucket.catalog_check import check_catalog
 from tap_bitbucket.errors import ConfigError, TapBitbucketError
 from tap_bitbucket.redact import redact_current
 from tap_bitbucket.settings import SETTINGS
@@ -266,4 +267,6 @@ def json_object_file(option: str, handle: t.IO[str] | None) -> t.IO[str] | None:
         raise ConfigError(option, f"the {option} file {name} is not valid JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise ConfigError(option, f"the {option} file {name} must hold a JSON object")
+    if option == "catalog":
+        check_catalog(value)
     return io.StringIO(text if text.strip() else "{}")

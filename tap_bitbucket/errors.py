@@ -48,3 +48,13 @@ class StateError(TapBitbucketError):
             f"Invalid state: {problem}. Fix or remove the state file (a sync without state "
             "starts from start_date)."
         )
+
+
+class CatalogError(TapBitbucketError):
+    """The --catalog input cannot be used."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"Invalid catalog: {problem}. Fix the catalog file, or make a new one with "
+            "`tap-bitbucket --discover`."
+        )

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tap_bitbucket.errors import StateError
+from tap_bitbucket.catalog_check import check_catalog
+from tap_bitbucket.errors import CatalogError, StateError
 from tap_bitbucket.streams.state_check import stale_repository_entries, validate_state
 from tests.emulator import Emulator
 from tests.harness import START_DATE, api_token_config, catalog_selecting, run_tap
@@ -144,7 +145,63 @@ def test_a_control_character_in_a_setting_keeps_the_error_on_one_line(first_run:
 
 
 def test_a_setting_of_the_wrong_type_says_what_to_set(first_run: Any) -> None:
-    """"[] is not of type 'string', 'null'" said what was wrong, not what to do."""
+    """ "[] is not of type 'string', 'null'" said what was wrong, not what to do."""
     config, catalog, _ = first_run
     line = _one_error(run_tap({**config, "user_agent": []}, catalog=catalog))
     assert "Invalid setting 'user_agent'" in line and "set it to a string, or remove it" in line
+
+
+# ------------------------------------------------ found by tests/test_fuzz_catalog.py
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("catalog", "says"),
+    [
+        # each of these ended in a TypeError's or AttributeError's text
+        ({"streams": None}, "'streams' must be a list"),
+        ({"streams": [None]}, "streams[0] must be an object with a 'tap_stream_id'"),
+        (
+            {"streams": [{"tap_stream_id": "workspaces", "schema": {}, "metadata": None}]},
+            "entry 'workspaces': 'metadata' must be a list",
+        ),
+        (
+            {"streams": [{"tap_stream_id": "w", "schema": {"properties": {"x": None}}}]},
+            "entry 'w': schema.properties.x must be a JSON schema object",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "tap_stream_id": "w",
+                        "schema": {},
+                        "metadata": [{"breadcrumb": [[]], "metadata": {}}],
+                    }
+                ]
+            },
+            "metadata[0] must be an object with a 'breadcrumb' list of strings",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "tap_stream_id": "w",
+                        "schema": {},
+                        "metadata": [{"breadcrumb": [], "metadata": {"replication-key": [None]}}],
+                    }
+                ]
+            },
+            "metadata 'replication-key' has the wrong type",
+        ),
+    ],
+)
+def test_a_malformed_catalog_is_refused_naming_the_entry(catalog: Any, says: str) -> None:
+    with pytest.raises(CatalogError) as info:
+        check_catalog(catalog)
+    assert says in str(info.value) and "--discover" in str(info.value)
+
+
+def test_a_malformed_catalog_fails_with_one_line(first_run: Any) -> None:
+    config, _, _ = first_run
+    line = _one_error(run_tap(config, catalog={"streams": None}))
+    assert "Invalid catalog: 'streams' must be a list" in line
