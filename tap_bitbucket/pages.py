@@ -95,14 +95,28 @@ class BitbucketPaginator(BaseAPIPaginator[str | None]):
             if missing:
                 extra = urlencode(missing)
                 link = urlunsplit(parts._replace(query=f"{parts.query}&{extra}".lstrip("&")))
-        if link in self._seen:
+        # The page just read counts as seen too, so a `next` back to the first page
+        # (which was requested without `page`) is caught before its records come again.
+        if response.url:
+            self._seen.add(_page_key(response.url))
+        if _page_key(link) in self._seen:
             msg = (
-                f"Bitbucket returned the same next page twice ({parts.path}); stopping instead"
-                " of looping. Re-run the sync; if it repeats, report it to Atlassian."
+                f"Bitbucket returned a next page that was already read ({parts.path}); stopping"
+                " instead of looping. Re-run the sync; if it repeats, report it to Atlassian."
             )
             raise APIError(msg)
-        self._seen.add(link)
+        self._seen.add(_page_key(link))
         return link
+
+
+def _page_key(url: str) -> str:
+    """A page's identity: its path and query parameters in any order, where ``page=1``
+    is the same page as no ``page`` (the first request of every list)."""
+    parts = urlsplit(url)
+    query = sorted(
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if (k, v) != ("page", "1")
+    )
+    return f"{parts.path}?{urlencode(query)}"
 
 
 def response_json(response: requests.Response) -> dict[str, t.Any]:

@@ -131,7 +131,21 @@ def test_a_repeated_next_is_refused_instead_of_looping() -> None:
     paginator.get_next(page(link))
     with pytest.raises(APIError) as info:
         paginator.get_next(page(link))
-    assert "same next page twice" in str(info.value)
+    assert "already read" in str(info.value)
+
+
+def test_a_next_back_to_the_first_page_is_refused() -> None:
+    """The first request has no `page`; a later `next` to `page=1`, with its parameters
+    in another order, is the same page (issue 16)."""
+    paginator = BitbucketPaginator(ORIGIN)
+    second = page(f"{API}/repositories/acme/api/pullrequests?page=1&pagelen=50&state=OPEN")
+    second.url = f"{API}/repositories/acme/api/pullrequests?pagelen=50&state=OPEN&page=2"
+    first = page(f"{API}/repositories/acme/api/pullrequests?pagelen=50&state=OPEN&page=2")
+    first.url = f"{API}/repositories/acme/api/pullrequests?state=OPEN&pagelen=50"
+    assert paginator.get_next(first).endswith("page=2")
+    with pytest.raises(APIError) as info:
+        paginator.get_next(second)
+    assert "already read" in str(info.value)
 
 
 def test_dropped_parameters_are_restored() -> None:

@@ -58,6 +58,7 @@ class EmulatorConfig:
     # Test hooks for the tap's pagination guards (not Bitbucket behaviour):
     next_host_override: str | None = None  # "scheme://host:port" used in next/previous links
     next_loop: bool = False  # pages after the first answer a `next` pointing at themselves
+    next_loop_back: bool = False  # numbered pages after the first link back to page 1
     # Test hook for the drift detector: payload fields added or removed (none by default).
     field_drift: list[FieldDrift] = field(default_factory=list)
 

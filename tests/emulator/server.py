@@ -528,6 +528,7 @@ class ApiServer:
             "fault_seed",
             "next_host_override",
             "next_loop",
+            "next_loop_back",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -562,6 +563,7 @@ class ApiServer:
             "fault_seed": cfg.fault_seed,
             "next_host_override": cfg.next_host_override,
             "next_loop": cfg.next_loop,
+            "next_loop_back": cfg.next_loop_back,
         }
 
     # ================================================================ dispatch
@@ -979,7 +981,8 @@ class ApiServer:
 
             # Test hooks: `next_host_override` sends pagination links to another origin
             # (a misconfigured proxy, or a response trying to leak credentials);
-            # `next_loop` makes every page after the first link to itself (a server bug).
+            # `next_loop` makes every page after the first link to itself, `next_loop_back` to
+            # page 1 (server bugs).
             link_base = self.config.next_host_override or self.base_url
             requested_page = single.get("page")
 
@@ -1021,6 +1024,8 @@ class ApiServer:
                 }
                 if self.config.next_loop and page > 1:
                     envelope["next"] = link(str(page))
+                elif self.config.next_loop_back and page > 1:
+                    envelope["next"] = link("1")
                 elif start + pagelen < len(items):
                     envelope["next"] = link(str(page + 1))
                 if page > 1:
