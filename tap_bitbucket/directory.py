@@ -6,6 +6,11 @@ them; reading them here once costs one listing per workspace instead of two or t
 A listing is what the run depends on, so it is never tolerated (issue 12, bug 2): a 401
 or 403 fails the run with one line that names the workspace and the scope to grant,
 where a tolerated 403 of a repository's child endpoint only skips that endpoint.
+
+A 403 on one workspace's repository listing is about that workspace, so the run first
+finishes what does not depend on it (the other workspaces, with their STATE) and only
+then fails, naming it (issue 16): ``refusal()`` is the error the tap raises at the end.
+A 401 is about the credential and fails at once.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ def workspace_slug(access: dict[str, t.Any]) -> str:
     return str((access.get("workspace") or {}).get("slug"))
 
 
+class ListingRefused(AuthError):
+    """A 403 on a listing: the credential lacks a scope or access to that workspace."""
+
+
 class Directory:
     """GET /user/workspaces, /workspaces/{slug} and /repositories/{slug}, cached."""
 
@@ -46,6 +55,7 @@ class Directory:
         self._workspaces: dict[str, dict[str, t.Any]] = {}
         self._repositories: dict[str, list[dict[str, t.Any]]] = {}
         self._updated_on: dict[str, dict[str, t.Any]] = {}
+        self._refused: dict[str, ListingRefused] = {}
 
     def accesses(self) -> list[dict[str, t.Any]]:
         """The workspaces the credential can see (GET /workspaces answers 410 since
@@ -81,12 +91,36 @@ class Directory:
         """Every repository of a workspace (the scope filter is the caller's)."""
         with self._lock:
             cached = self._repositories.get(slug)
+            if slug in self._refused:
+                return []
         if cached is None:
             url = self._url(f"/repositories/{slug}", pagelen=100)
-            cached = self._pages(url, "repositories", f"the repositories of workspace {slug}")
+            try:
+                cached = self._pages(url, "repositories", f"the repositories of workspace {slug}")
+            except ListingRefused as refused:
+                with self._lock:
+                    self._refused[slug] = refused
+                return []
             with self._lock:
                 self._repositories[slug] = cached
         return cached
+
+    def refusal(self) -> AuthError | None:
+        """The error for the workspaces whose repository listing answered 403, if any:
+        raised once the rest of the run is done."""
+        with self._lock:
+            refused = dict(self._refused)
+        if not refused:
+            return None
+        if len(refused) == 1:
+            (only,) = refused.values()
+            return AuthError(f"{only} The other workspaces were synced.")
+        return AuthError(
+            "Bitbucket refused to list the repositories of workspaces "
+            f"{', '.join(sorted(refused))} (HTTP 403); grant the credential the scope "
+            f"{REPOSITORY_SCOPE}, or access to those workspaces. The other workspaces "
+            "were synced."
+        )
 
     def listed(self) -> dict[str, list[dict[str, t.Any]]]:
         """The repository listings read so far this run, by workspace."""
@@ -151,7 +185,7 @@ class Directory:
                 f"Bitbucket refused to list {what} (HTTP 403: {error_message(response)}); "
                 f"grant the credential the scope {scope}, or access to that workspace."
             )
-            raise AuthError(msg)
+            raise ListingRefused(msg)
         if status >= HTTPStatus.BAD_REQUEST:
             msg = (
                 f"GET {urlsplit(str(response.url)).path} answered HTTP {status}: "

@@ -105,6 +105,9 @@ class TapBitbucket(Tap):
             self.sync_all()
             self.state_writer.flush()
             self.warn_stale_state()
+            refusal = services.directory.refusal()
+            if refusal is not None:
+                raise refusal
         finally:
             services.progress.stop()
             services.transport.close()
@@ -140,6 +143,8 @@ class TapBitbucket(Tap):
             for slug in scope.workspaces_named(slugs)
             for r in directory.repositories(slug)
         ]
+        if directory.refusal() is not None:
+            return  # a glob of a refused workspace cannot match: the end of the run says why
         for pattern in scope.unmatched_globs(names):
             raise ConfigError(
                 "repositories",

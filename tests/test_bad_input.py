@@ -5,6 +5,7 @@ the property tests (tests/test_fuzz_*.py), against the emulator as a subprocess.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from tap_bitbucket.catalog_check import check_catalog
 from tap_bitbucket.errors import CatalogError, StateError
 from tap_bitbucket.streams.state_check import stale_repository_entries, validate_state
-from tests.emulator import Emulator
+from tests.emulator import Emulator, FaultRule
 from tests.harness import START_DATE, api_token_config, catalog_selecting, run_tap
 
 REPO = "globex/api-fork"
@@ -205,3 +206,48 @@ def test_a_malformed_catalog_fails_with_one_line(first_run: Any) -> None:
     config, _, _ = first_run
     line = _one_error(run_tap(config, catalog={"streams": None}))
     assert "Invalid catalog: 'streams' must be a list" in line
+
+
+# ------------------------------------------- a refused workspace listing (issue 16)
+
+
+def test_a_refused_workspace_listing_fails_after_the_other_workspaces_are_synced(
+    make_emulator: Any,
+) -> None:
+    """globex's repository listing answers 403: acme is synced whole, with its STATE,
+    and only then does the run fail, with one line naming globex and the scope."""
+    emu = make_emulator()
+    clean = run_tap(api_token_config(emu, workspaces=["acme"]))
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    emu.add_fault(FaultRule("error", status=403, path_regex=r"^/2\.0/repositories/globex$"))
+    refused = run_tap(api_token_config(emu, workspaces=["acme", "globex"]))
+    assert refused.returncode != 0
+    (line,) = refused.error_lines()
+    assert "workspace globex" in line and "scope" in line and "403" in line, line
+    assert "Traceback" not in refused.stderr
+
+    def acme_rows(result: Any) -> dict[str, list[str]]:
+        rows: dict[str, list[str]] = {}
+        for stream, records in result.records_by_stream.items():
+            if stream == "workspaces":
+                continue  # the refused run also has globex's own row
+            kept = [
+                json.dumps(r, sort_keys=True)
+                for r in records
+                if "globex" not in json.dumps(r.get("workspace_slug") or r.get("full_name") or "")
+            ]
+            rows[stream] = sorted(kept)
+        return rows
+
+    assert acme_rows(refused) == acme_rows(clean)
+    acme = {
+        json.dumps(p["context"], sort_keys=True)
+        for s in clean.last_state["bookmarks"].values()
+        for p in s.get("partitions") or []
+    }
+    written = {
+        json.dumps(p["context"], sort_keys=True)
+        for s in refused.last_state["bookmarks"].values()
+        for p in s.get("partitions") or []
+    }
+    assert acme <= written
