@@ -227,6 +227,10 @@ def test_no_secret_in_any_output(
     assert json.loads(discover.stdout)["streams"]
     outputs.tap("test", good, "--test")
     sync = outputs.tap("sync", good, debug=True, catalog=catalog)
+    if kind == "oauth_code":
+        # The wrong client secret only shows when the stored access token must be
+        # refreshed: let it expire (2 s), or a fast run would finish on it and exit 0.
+        time.sleep(2.5)
     outputs.tap("wrong-credential", wrong, debug=True, catalog=catalog, expect_ok=False)
 
     # The sync did carry what must be hidden: registry credentials in pipeline steps.
