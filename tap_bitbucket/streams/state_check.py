@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 #: further ahead would silently skip every record until that date, so it is refused.
 FUTURE_SLACK = timedelta(days=1)
 
-# The SDK's own keys (singer_sdk.helpers._state), which it reads back on the next run.
+# The singer-sdk's own state keys (its documented state format), read back on the next run.
 REPLICATION_KEY = "replication_key"
 REPLICATION_KEY_VALUE = "replication_key_value"
 PROGRESS_MARKERS = "progress_markers"
