@@ -62,7 +62,7 @@ class Marts:
     # Facts the edge-case checks need (what the marts hide).
     commits_per_pr: dict[Key, int]
     author_only_comments: set[Key]
-    deleted_account_comments: set[Key]
+    deleted_account_comments: dict[Key, datetime]  # PR -> its first such comment
 
 
 def _full_name(keys: dict[str, Any]) -> str:
@@ -144,7 +144,7 @@ def compute(dataset: Any) -> Marts:
 
     pull_requests: dict[Key, Row] = {}
     author_only: set[Key] = set()
-    deleted_account: set[Key] = set()
+    deleted_account: dict[Key, datetime] = {}
     for r in served["pull_requests"]:
         pr = r[SOURCE]
         key = (r["repo_uuid"], pr["id"])
@@ -158,8 +158,9 @@ def compute(dataset: Any) -> Marts:
             commenter = (c.get("user") or {}).get("uuid")
             if _others(commenter, author):
                 reviews.append(as_utc(c["created_on"]))
-            if (c.get("user") or {}).get("account_id", "") is None:
-                deleted_account.add(out_key)
+            if c.get("user") is None or c["user"].get("account_id", "") is None:
+                at = as_utc(c["created_on"])
+                deleted_account[out_key] = min(at, deleted_account.get(out_key, at))
         if (
             author is not None
             and published

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import time
 from datetime import date, datetime
@@ -146,6 +147,37 @@ def check_edge_cases(truth: Marts) -> None:
     ), "no restored production failure"
     months = {m["month"] for m in truth.dora_monthly.values() if m["production_deployments"]}
     assert len(months) >= 3, f"production deployments in {len(months)} months only"
+    no_commits = [p for k, p in truth.pull_requests.items() if not truth.commits_per_pr.get(k)]
+    assert no_commits, "no pull request without commits"
+    assert all(
+        p["first_commit_at"] is None
+        and p["coding_seconds"] is None
+        and p["lead_time_seconds"] is None
+        for p in no_commits
+    ), "a pull request without commits must have null first_commit_at, coding and lead times"
+    assert any(p["deployed_at"] is not None for p in no_commits), (
+        "no deployed pull request without commits (its lead time is null for that reason only)"
+    )
+    assert truth.deleted_account_comments, "no comment from a deleted account"
+    assert any(
+        truth.pull_requests[k]["first_review_at"] == at
+        for k, at in truth.deleted_account_comments.items()
+    ), "no pull request whose first review is a deleted account's comment"
+    assert any(
+        m["deployment_days"] < m["production_deployments"] for m in truth.dora_monthly.values()
+    ), "no two successful production deployments on one day"
+    per_repo: dict[str, set[date]] = {}
+    for m in truth.dora_monthly.values():
+        if m["production_deployments"]:
+            per_repo.setdefault(m["repository_full_name"], set()).add(m["month"])
+    assert max(len(v) for v in per_repo.values()) >= 6, "no repository deploys in 6 months"
+
+    def median(column: str) -> float:
+        return statistics.median(p[column] for p in prs if p[column] is not None)
+
+    assert median("deploy_seconds") < median("cycle_seconds"), (
+        "the deploy stage dominates: production deployments are too rare"
+    )
 
 
 # ----------------------------------------------------------------------------- tests

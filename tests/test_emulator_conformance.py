@@ -83,6 +83,7 @@ SCHEMA_EXEMPTIONS: dict[str, str] = {
     "pullrequest:participants.[].state:type": _NULL + " (no vote; RR pullrequests/1)",
     "pullrequest:participants.[].participated_on:type": _NULL + " (RR pullrequests/1)",
     "pullrequest:author:type": _NULL + " (author account deleted; modelled by data/) [U]",
+    "pullrequest_comment:user:type": _NULL + " (commenter account deleted; modelled by data/) [U]",
     "pullrequest_comment:inline.from:type": _NULL + " (comment on an added line)",
     "pullrequest_comment_task:resolved_by:type": _NULL + " (unresolved task)",
     "pullrequest_comment_task:resolved_on:type": _NULL + " (unresolved task)",

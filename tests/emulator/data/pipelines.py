@@ -297,6 +297,7 @@ class _PipelinesMixin:
             r.pipelines[0].steps[0]["image"] = self._new_steps(r, rng, 1, force_creds=True)[0][
                 "image"
             ]
+        self._add_release_pipelines(r)
         # Recent ones: one running, maybe one pending (mutate() completes running ones).
         head = r.heads[r.mainbranch]
         for k, state in enumerate(

@@ -136,6 +136,7 @@ class _PullRequestEventsMixin:
                 if not c["deleted"]:
                     c["raw"] = "Pasted output:\n\n\u0000\u0000 ✔ done"
                     break
+            self._deleted_account_comment(r, raw_comments)
         # Comment and task ids follow creation time across the repository.
         base_c = 200_000_000 + r.idx * 100_000
         raw_comments.sort(key=lambda c: c["us"])
@@ -176,6 +177,18 @@ class _PullRequestEventsMixin:
             )
             pr.tasks.append(d)
         comment_times = {id(c["dict"]): c for c in raw_comments}
+        no_commits = next(
+            (
+                pr
+                for pr in r.prs.values()
+                if r.kind == "big"
+                and pr.state == "MERGED"
+                and pr.close_source_branch
+                and pr.author is not None
+                and pr.dst_branch == r.mainbranch
+            ),
+            None,
+        )
         for pr in r.prs.values():
             # activity
             self._add_activity(
@@ -210,9 +223,40 @@ class _PullRequestEventsMixin:
                 )
                 latest.append(pr.closed_us)
             pr.updated_us = max(latest)
-            pr.commits = self._pr_commits(r, pr)
+            # Bitbucket lists no commits for a pull request whose source branch was deleted
+            # (notes §8.18). One merged pull request of the big repository (its branch
+            # closed on merge) answers so; the others keep theirs, for coding times.
+            pr.commits = [] if pr is no_commits else self._pr_commits(r, pr)
             self._register_pr(r, pr, rng)
         self._refresh_pr_collections(r)
+
+    @staticmethod
+    def _deleted_account_comment(r: _Repo, raw_comments: list[dict]) -> None:
+        """A comment whose account was deleted since (``user: null``; the notes document no
+        other shape), the first review of its merged pull request: a deleted account counts
+        as someone other than the author (issue 15). No rng: the rest stays as it was."""
+        for pr in r.prs.values():
+            events = [c["us"] for c in raw_comments if c["pr"] is pr] + [v[0] for v in pr.votes]
+            if pr.state != "MERGED" or pr.author is None or pr.closed_us is None or not events:
+                continue
+            first = min(events)
+            if first - pr.created_us < 20 * MINUTE:
+                continue
+            us = pr.created_us + (first - pr.created_us) // 2
+            raw_comments.append(
+                {
+                    "pr": pr,
+                    "us": us,
+                    "user": None,
+                    "raw": "Could we log the retry count here? It would help on-call.",
+                    "deleted": False,
+                    "inline": None,
+                    "parent": None,
+                    "resolution": None,
+                    "updated": us + 90 * SECOND,
+                }
+            )
+            return
 
     def _register_pr(self, r: _Repo, pr: _PR, rng: random.Random) -> None:
         p = f"{r.path}/pullrequests/{pr.id}"
