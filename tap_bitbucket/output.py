@@ -15,6 +15,8 @@ messages than records (cProfile, 886 requests, 3,788 records):
   records already written, so resuming from any STATE loses nothing;
 * stdout was flushed after every message; it is now flushed with each STATE message
   (so a reader always sees the state together with the records it covers) and at exit.
+
+Each RECORD is also checked against its stream's SCHEMA as written (record_check.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
+
+from tap_bitbucket.record_check import StreamCheck
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import TapState
@@ -41,6 +45,7 @@ class TapWriter(MsgSpecWriter):
         # the identity test below sound; an equal but new dict is compared by value.
         self._schema_lines: dict[str, tuple[t.Any, bytes]] = {}
         self._written_schema: dict[str, bytes] = {}
+        self._checks: dict[str, StreamCheck] = {}
         #: RECORD messages written (the progress lines count them).
         self.records_written = 0
 
@@ -78,16 +83,24 @@ class TapWriter(MsgSpecWriter):
             if self._written_schema.get(message.stream) == line:
                 return
             self._written_schema[message.stream] = line
+            self._checks[message.stream] = StreamCheck(
+                message.stream, message.schema, list(message.key_properties or ())
+            )
             out.write(line)
             return
         out.write(self.format_message(message))
         if isinstance(message, RecordMessage):
             self.records_written += 1
+            check = self._checks.get(message.stream)
+            if check is not None:
+                check.check(message.record)
         if isinstance(message, StateMessage):
             out.flush()
 
     def close(self) -> None:
         sys.stdout.buffer.flush()
+        for check in self._checks.values():
+            check.summary()
 
 
 class ThrottledStateWriter:
