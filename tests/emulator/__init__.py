@@ -152,6 +152,10 @@ class Emulator:
     def clear_faults(self) -> None:
         self._server.faults.clear()
 
+    def set_field_drift(self, drifts: list[FieldDrift]) -> None:
+        """Replace the payload drift at run time (an empty list turns it off)."""
+        self._server.set_field_drift(drifts)
+
     @property
     def faults(self) -> list[FaultRule]:
         return self._server.faults.rules

@@ -42,6 +42,11 @@ FAULT_KINDS = (
     "latency",
     "timeout",
     "revoke",
+    # Answers that are 200 OK but not a page (issue 16's server-answer cases):
+    "html_200",
+    "error_200",
+    "empty_page",
+    "oversized_page",
 )
 
 DEFAULT_TIMEOUT_MS = 30_000
@@ -66,6 +71,13 @@ class FaultRule:
       "timeout": sleep `latency_ms` (default 30 s) before answering; meant to exceed the
           client's read timeout.
       "revoke": the credential of this request is revoked, then 401 is answered.
+      "html_200": 200 with an HTML page (a captive portal or a proxy's maintenance page).
+      "error_200": 200 with Bitbucket's JSON error envelope and no `values`.
+      "empty_page": a collection answers 200 with no values but a `next` link to the same
+          request plus `_emulator_empty=N` (N counts the empty pages); the page after the
+          last one that fires is the real page, so nothing is lost by following `next`.
+      "oversized_page": a collection answers the whole rest of the list in one page,
+          ignoring `pagelen`, with no `next`.
     """
 
     kind: str
@@ -133,6 +145,8 @@ class FaultRule:
             return int(self.kind)
         if self.kind == "revoke":
             return 401
+        if self.kind in ("html_200", "error_200", "empty_page", "oversized_page"):
+            return 200
         return 0
 
     @property

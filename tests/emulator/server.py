@@ -91,6 +91,13 @@ CHANGE_2770_BODY: dict[str, Any] = {
     },
 }
 RATE_LIMIT_BODY = b"Rate limit for this resource has been exceeded"
+#: The query parameter the "empty_page" fault's `next` adds (the emulator ignores it).
+EMPTY_PAGE_PARAM = "_emulator_empty"
+#: The "html_200" fault's body: what a captive portal or a proxy answers with 200 OK.
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Bitbucket</title></head>\n<body><h1>Down for "
+    b"maintenance</h1><p>We'll be back shortly.</p></body></html>\n"
+)
 EMPTY_REPO_MESSAGE = "Git Repository is empty"
 DEFAULT_PAGELEN = 10
 SCALED_RATE_LIMIT = 10_000  # X-RateLimit-Limit shown to access tokens when no limit is set
@@ -689,6 +696,11 @@ class ApiServer:
             if fault.retry_after is not None:
                 headers["Retry-After"] = _num(fault.retry_after)
             return Response(fault.status_code, RATE_LIMIT_BODY, headers)
+        if kind == "html_200":
+            headers = {"Content-Type": "text/html; charset=utf-8"}
+            return Response(200, MAINTENANCE_PAGE, headers)
+        if kind == "error_200":
+            return Response.error(200, "Something went wrong", "Injected fault")
         return None
 
     # ================================================================ OAuth
@@ -800,6 +812,8 @@ class ApiServer:
                 return resp
             if fault.kind == "revoke":
                 self._revoke_request_credential(h.headers.get("Authorization"))
+            if fault.kind == "empty_page" and route is not None and route.kind != "object":
+                return self._empty_page(raw_path, raw_query)
 
         if self.config.latency_ms:
             self._stop.wait(self.config.latency_ms / 1000.0)
@@ -826,7 +840,8 @@ class ApiServer:
                 headers["Retry-After"] = _num(self.config.rate_limit_retry_after)
             return Response(429, RATE_LIMIT_BODY, headers)
 
-        resp = self._route(h, route, params, api_path, raw_path, raw_query, auth_kind)
+        oversized = fault is not None and fault.kind == "oversized_page"
+        resp = self._route(h, route, params, api_path, raw_path, raw_query, auth_kind, oversized)
         resp.headers.update(rl_headers)
         return resp
 
@@ -842,6 +857,7 @@ class ApiServer:
         raw_path: str,
         raw_query: str,
         auth_kind: str,
+        oversized: bool = False,
     ) -> Response:
         if h.command not in ("GET", "HEAD"):
             return Response.error(405, f"Method {h.command} not allowed here")
@@ -905,7 +921,20 @@ class ApiServer:
                     obj = Q.apply_fields(obj, fields_spec)
                 return Response.json(200, self._drift(raw_path, obj))
 
-        return self._collection(route, api_path, raw_path, query, single, fields_spec)
+        return self._collection(route, api_path, raw_path, query, single, fields_spec, oversized)
+
+    def _empty_page(self, raw_path: str, raw_query: str) -> Response:
+        """The "empty_page" fault: no values, and a `next` to the same request again."""
+        query = urllib.parse.parse_qsl(raw_query, keep_blank_values=True)
+        previous = dict(query).get(EMPTY_PAGE_PARAM, "0")
+        count = int(previous) if previous.isdigit() else 0
+        query = [(k, v) for k, v in query if k != EMPTY_PAGE_PARAM]
+        query.append((EMPTY_PAGE_PARAM, str(count + 1)))
+        link = f"{self.base_url}{raw_path}?{urllib.parse.urlencode(query)}"
+        return Response.json(200, {"pagelen": DEFAULT_PAGELEN, "values": [], "next": link})
+
+    def set_field_drift(self, drifts: list[FieldDrift]) -> None:
+        self.field_drift = list(drifts)
 
     def _drift(self, raw_path: str, item: Any) -> Any:
         for drift in self.field_drift:
@@ -922,6 +951,7 @@ class ApiServer:
         query: list[tuple[str, str]],
         single: dict[str, str],
         fields_spec: Q.FieldsSpec | None,
+        oversized: bool = False,
     ) -> Response:
         # pagelen
         pagelen = DEFAULT_PAGELEN
@@ -998,9 +1028,9 @@ class ApiServer:
                     if decoded is None:
                         return Response.error(400, "Invalid page")
                     start = decoded
-                page_items = items[start : start + pagelen]
+                end = len(items) if oversized else start + pagelen
+                page_items = items[start:end]
                 envelope = {"pagelen": pagelen, "values": page_items}
-                end = start + pagelen
                 if self.config.next_loop and requested_page is not None:
                     envelope["next"] = link(requested_page)
                 elif end < len(items):
@@ -1015,7 +1045,8 @@ class ApiServer:
                     if page < 1:
                         return Response.error(400, "Invalid page")
                 start = (page - 1) * pagelen
-                page_items = items[start : start + pagelen]
+                end = len(items) if oversized else start + pagelen
+                page_items = items[start:end]
                 envelope = {
                     "pagelen": pagelen,
                     "size": len(items),
@@ -1026,7 +1057,7 @@ class ApiServer:
                     envelope["next"] = link(str(page))
                 elif self.config.next_loop_back and page > 1:
                     envelope["next"] = link("1")
-                elif start + pagelen < len(items):
+                elif end < len(items):
                     envelope["next"] = link(str(page + 1))
                 if page > 1:
                     envelope["previous"] = link(str(page - 1))
