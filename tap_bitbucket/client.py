@@ -27,8 +27,9 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_bitbucket.errors import APIError
 from tap_bitbucket.gaps import is_scope_refusal, required_scopes
-from tap_bitbucket.pages import BitbucketPaginator, error_message, response_json
+from tap_bitbucket.pages import BitbucketPaginator, error_message, not_a_page, response_json
 from tap_bitbucket.schemas import load_schema
+from tap_bitbucket.shapes import check_keys, check_timestamp, is_timestamp, usable_key
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -74,6 +75,8 @@ class BitbucketStream(RESTStream[str | None]):
     #: before it in the same run, has records (PR activity needs a PR, a deployment a
     #: pipeline): unread where this run's unfiltered read of that one found nothing.
     records_only_with: t.ClassVar[str | None] = None
+    #: Fields of a record that ``get_child_context`` reads besides its primary key.
+    child_context_fields: t.ClassVar[tuple[str, ...]] = ()
 
     # `clean_body()` already strips NUL bytes and normalises timestamps at every depth, so
     # the SDK's recursive conformance pass would only re-walk each record (it took most
@@ -164,7 +167,10 @@ class BitbucketStream(RESTStream[str | None]):
             hint = _HINTS.get(status, "")
             msg = f"HTTP {status} from GET {path}: {error_message(response)}.{hint}"
             raise APIError(msg)
-        response_json(response)  # decode now, inside the retry policy
+        # Decoded now, inside the retry policy. Every stream reads a list endpoint.
+        problem = not_a_page(response)
+        if problem:
+            raise RetriableAPIError(problem, response)
 
     def scope_refusal(self, response: requests.Response) -> list[str] | None:
         """For a tolerated 403 that is about the credential's scopes (gaps.py): the
@@ -180,12 +186,7 @@ class BitbucketStream(RESTStream[str | None]):
         return self.services.transport.retrying(func, self.name)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
-        values = response_json(response).get("values")
-        if values is None:
-            # Single-object endpoints have no envelope.
-            yield response_json(response)
-            return
-        yield from values
+        yield from response_json(response)["values"]  # a list: validate_response checked
 
     # -- prefetching (see tap_bitbucket/prefetch.py) ---------------------------------
 
@@ -240,6 +241,11 @@ class BitbucketStream(RESTStream[str | None]):
         records = 0
         try:
             for record in super().request_records(context):
+                if self.replication_key:
+                    # Before any stream logic compares it with a bookmark (shapes.py).
+                    value = self.replication_value(record)
+                    if value is not None and not is_timestamp(value):
+                        check_timestamp(self.name, self.replication_key, value, self.endpoint(context))
                 records += 1
                 yield record
         except SkipPartition as skip:
@@ -309,14 +315,36 @@ class BitbucketStream(RESTStream[str | None]):
             str(context.get("workspace_slug")), str(context.get("repo_uuid"))
         )
 
+    def replication_value(self, row: dict[str, t.Any]) -> t.Any:
+        """The replication key's value in a row as Bitbucket sent it."""
+        return row.get(self.replication_key) if self.replication_key else None
+
+    def endpoint(self, context: Context | None) -> str:
+        """The path this stream reads for ``context`` (for error lines)."""
+        return urlsplit(self.get_url(context)).path
+
     def post_process(
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
+        record = self.shape(row, context)
+        if record is None:
+            return None
+        fields = (*self.primary_keys, *self.child_context_fields)
+        if not all(usable_key(record.get(field)) for field in fields):
+            check_keys(self.name, record, fields, self.endpoint(context))
+        return record
+
+    def shape(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any] | None:
+        """The record made from a row: the context's join keys, then the transform."""
         if context:
             for key in self.context_keys:
                 if key in context and key not in row:
                     row[key] = context[key]
-        return self.transform(row, context)
+        record = self.transform(row, context)
+        if record is not None and self.replication_key and self.replication_key not in record:
+            # Missing is null: the SDK's bookmark update reads the key unconditionally.
+            record[self.replication_key] = None
+        return record
 
     def passes_stream_maps(self, row: dict[str, t.Any], context: Context | None) -> bool:
         """Whether the stream maps keep this record (the SDK's own test, before it syncs

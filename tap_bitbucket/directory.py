@@ -24,7 +24,8 @@ import requests
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_bitbucket.errors import APIError, AuthError, ConfigError, GaveUp
-from tap_bitbucket.pages import BitbucketPaginator, error_message, response_json
+from tap_bitbucket.pages import BitbucketPaginator, error_message, not_a_page, response_json
+from tap_bitbucket.shapes import as_object, check_keys, usable_key
 
 if t.TYPE_CHECKING:
     from tap_bitbucket.settings import Settings
@@ -37,7 +38,21 @@ REPOSITORY_SCOPE = "'repository' (API tokens: read:repository:bitbucket)"
 
 def workspace_slug(access: dict[str, t.Any]) -> str:
     """The slug of a GET /user/workspaces item (a workspace access, not a workspace)."""
-    return str((access.get("workspace") or {}).get("slug"))
+    return str(as_object(access.get("workspace")).get("slug"))
+
+
+#: What the run needs of each listing's rows (dotted: a field of an object field).
+LISTING_KEYS: dict[str, tuple[str, ...]] = {
+    "workspaces": ("workspace.slug", "workspace.uuid"),
+    "repositories": ("uuid", "full_name"),
+}
+
+
+def _field(row: dict[str, t.Any], dotted: str) -> t.Any:
+    value: t.Any = row
+    for name in dotted.split("."):
+        value = as_object(value).get(name)
+    return value
 
 
 class ListingRefused(AuthError):
@@ -162,7 +177,7 @@ class Directory:
         query = f"?{urlencode(params)}" if params else ""
         return f"{self.settings.api_url}{path}{query}"
 
-    def _get(self, url: str, label: str) -> requests.Response:
+    def _get(self, url: str, label: str, *, page: bool = False) -> requests.Response:
         def once() -> requests.Response:
             prepared = requests.Request("GET", url, headers={"Accept": "application/json"})
             response = self.transport.send(prepared.prepare(), label)
@@ -172,6 +187,9 @@ class Directory:
                 raise RetriableAPIError(msg, response)
             if response.ok:
                 response_json(response)  # an invalid body is retried too
+                problem = not_a_page(response) if page else None
+                if problem:
+                    raise RetriableAPIError(problem, response)
             return response
 
         return self.transport.retrying(once, label)()
@@ -198,10 +216,17 @@ class Directory:
         paginator = BitbucketPaginator(self.settings.origin)
         rows: list[dict[str, t.Any]] = []
         link: str | None = url
+        keys = LISTING_KEYS[label]
         while link:
-            response = self._get(link, label)
+            response = self._get(link, label, page=True)
             self._check(response, what, scope)
-            values = response_json(response).get("values") or []
+            values = response_json(response)["values"]
+            for row in values:
+                # The rows every stream and plan below is built from (shapes.py).
+                if not all(usable_key(_field(row, key)) for key in keys):
+                    flat = {key: _field(row, key) for key in keys}
+                    check_keys(label, flat, keys, urlsplit(link).path)
             rows.extend(values)
-            link = paginator.get_next(response) if values and paginator.has_more(response) else None
+            more = paginator.has_more(response) and (values or paginator.continue_if_empty(response))
+            link = paginator.get_next(response) if more else None
         return rows

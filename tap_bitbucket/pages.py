@@ -47,6 +47,10 @@ def _fix_fraction(match: re.Match[bytes]) -> bytes:
     return b'"' + match.group(1) + (b"+00:00" if offset == b"Z" else offset) + b'"'
 
 
+#: Empty pages with a ``next`` followed in a row before the scan fails.
+MAX_EMPTY_PAGES = 20
+
+
 class BitbucketPaginator(BaseAPIPaginator[str | None]):
     """Follows Bitbucket's opaque ``next`` links exactly (notes §2.2).
 
@@ -71,6 +75,24 @@ class BitbucketPaginator(BaseAPIPaginator[str | None]):
         self._stop_after_page = stop_after_page
         self._restore = dict(restore_params or {})
         self._seen: set[str] = set()
+        self._empty_pages = 0
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        """An empty page that still links to a next one is followed: the SDK's default
+        would end the scan there and silently skip the pages after it. Endless empty
+        pages (each with a new ``next``, so no loop is seen) fail after
+        ``MAX_EMPTY_PAGES`` in a row."""
+        if not self.has_more(response):
+            return False
+        self._empty_pages += 1
+        if self._empty_pages > MAX_EMPTY_PAGES:
+            msg = (
+                f"Bitbucket returned {MAX_EMPTY_PAGES} empty pages in a row from "
+                f"{urlsplit(response.url).path}, each with a next page; stopping instead of "
+                "following them forever. Re-run the sync; if it repeats, report it to Atlassian."
+            )
+            raise APIError(msg)
+        return True
 
     def has_more(self, response: requests.Response) -> bool:
         if self._stop_after_page is not None and self._stop_after_page(response):
@@ -78,6 +100,8 @@ class BitbucketPaginator(BaseAPIPaginator[str | None]):
         return bool(response_json(response).get("next"))
 
     def get_next(self, response: requests.Response) -> str | None:
+        if response_json(response).get("values"):
+            self._empty_pages = 0
         link: str | None = response_json(response).get("next")
         if not link:
             return None
@@ -133,12 +157,27 @@ def _decode(response: requests.Response) -> dict[str, t.Any]:
         body = json.loads(clean_body(response.content))
     except ValueError as exc:
         # A truncated or garbled body is a transient fault: retried by the backoff policy.
-        msg = f"invalid JSON from {urlsplit(response.url).path}: {exc}"
+        kind = response.headers.get("Content-Type", "no Content-Type").split(";")[0]
+        msg = f"invalid JSON ({kind}) from {urlsplit(response.url).path}: {exc}"
         raise RetriableAPIError(msg, response) from exc
     if not isinstance(body, dict):
         msg = f"unexpected JSON (not an object) from {urlsplit(response.url).path}"
         raise RetriableAPIError(msg, response)
     return body
+
+
+def not_a_page(response: requests.Response) -> str | None:
+    """Why a 200 of a list endpoint is not a page of values (None when it is one).
+
+    An HTML portal or a JSON error envelope sent with 200 by a proxy is a fault to retry
+    and then fail on, never a record and never an empty list (issue 16).
+    """
+    if isinstance(response_json(response).get("values"), list):
+        return None
+    return (
+        f"HTTP 200 from {urlsplit(response.url).path} is not a page of values"
+        f" ({error_message(response) or 'no values'})"
+    )
 
 
 def error_message(response: requests.Response) -> str:

@@ -152,7 +152,8 @@ def _workspace_records(emu: Emulator, stream: Any) -> Iterator[Record]:
         row = {**access["workspace"], "administrator": access.get("administrator")}
         yield "/user/workspaces", stream.post_process(row, None)
     for slug in emu.dataset.workspaces:
-        (workspace,) = _parsed(stream, emu.dataset.object(f"/workspaces/{slug}"))
+        # An object endpoint, read by the directory; parsed here as a one-item page.
+        (workspace,) = _parsed(stream, {"values": [emu.dataset.object(f"/workspaces/{slug}")]})
         row = {**workspace, "administrator": None}
         yield f"/workspaces/{slug}", stream.post_process(row, None)
 

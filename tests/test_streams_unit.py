@@ -154,12 +154,12 @@ def test_context_keys_are_added_and_never_overwrite(
 ) -> None:
     stream = streams[name]
     context = {key: f"ctx-{key}" for key in stream.context_keys}
-    record = stream.post_process({"uuid": "{x}", "id": 1}, context)
+    record = stream.shape({"uuid": "{x}", "id": 1}, context)
     assert record is not None
     assert {k: record[k] for k in stream.context_keys} == context
     if stream.context_keys:
         key = stream.context_keys[0]
-        own = stream.post_process({"uuid": "{x}", key: "own"}, context)
+        own = stream.shape({"uuid": "{x}", key: "own"}, context)
         assert own is not None and own[key] == "own"
 
 
@@ -179,14 +179,14 @@ def test_context_keys_are_added_and_never_overwrite(
 def test_derived_key_fields(
     streams: dict[str, BitbucketStream], name: str, row: dict[str, Any], key: str, want: Any
 ) -> None:
-    record = streams[name].post_process(dict(row), {})
+    record = streams[name].shape(dict(row), {})
     assert record is not None and record[key] == want
     assert key in streams[name].primary_keys
 
 
 def test_diffstat_file_key_is_old_and_new_path(streams: dict[str, BitbucketStream]) -> None:
     row = {"old": {"path": "a.py"}, "new": None}
-    record = streams["pull_request_diffstats"].post_process(row, {})
+    record = streams["pull_request_diffstats"].shape(row, {})
     assert record is not None and json.loads(record["file_key"]) == ["a.py", None]
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.pages import BitbucketPaginator, response_json
+from tap_bitbucket.shapes import as_object
 from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
 from tap_bitbucket.streams.repository import NO_PIPELINES, RepositoriesStream, RepoStream
@@ -22,7 +23,7 @@ _REDACTED = "<redacted>"
 
 
 def is_finished(pipeline: dict[str, t.Any]) -> bool:
-    state = pipeline.get("state") or {}
+    state = as_object(pipeline.get("state"))
     return str(state.get("name", "")).upper() == "COMPLETED"
 
 
@@ -83,6 +84,7 @@ class PipelinesStream(BatchedParent, RepoStream):
             for row in self.request_records(context):
                 created = row.get("created_on")
                 if not created:
+                    yield row  # undated: cannot be shown to be old (timestamps.newer_than)
                     continue
                 stamp = parse_timestamp(created)
                 newest.append(stamp)

@@ -10,6 +10,7 @@ from datetime import datetime
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.pages import BitbucketPaginator, newest_first_stop
+from tap_bitbucket.shapes import as_object
 from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.streams.batches import BatchChild, BatchedParent
 from tap_bitbucket.streams.repository import RepositoriesStream, RepoStream
@@ -172,12 +173,15 @@ class PullRequestActivityStream(RepoStream):
         mark = self.services.bookmarks.start(self.name, context or {})
         return (r for r in self.request_records(context) if newer_than(_activity_date(r), mark))
 
+    def replication_value(self, row: dict[str, t.Any]) -> t.Any:
+        return _activity_date(row)
+
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
         kind = next(
             (k for k in ("update", "approval", "changes_requested", "comment") if k in row),
             "other",
         )
-        pull_request = row.get("pull_request") or {}
+        pull_request = as_object(row.get("pull_request"))
         row["pull_request_id"] = pull_request.get("id")
         row["activity_kind"] = kind
         row["activity_date"] = _activity_date(row)
@@ -186,7 +190,7 @@ class PullRequestActivityStream(RepoStream):
         # the other kinds are events, identified by who did what when.
         identity = [str((context or {}).get("repo_uuid")), str(row["pull_request_id"]), kind]
         if kind == "comment":
-            identity.append(str((body or {}).get("id")))
+            identity.append(str(as_object(body).get("id")))
         else:
             identity += [str(row["activity_date"]), _actor(body)]
         digest = hashlib.sha1("|".join(identity).encode(), usedforsecurity=False)
@@ -262,7 +266,7 @@ class PullRequestDiffstatsStream(PullRequestChildStream):
     }
 
     def transform(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any]:
-        old = (row.get("old") or {}).get("path")
-        new = (row.get("new") or {}).get("path")
+        old = as_object(row.get("old")).get("path")
+        new = as_object(row.get("new")).get("path")
         row["file_key"] = json.dumps([old, new], ensure_ascii=False)
         return row

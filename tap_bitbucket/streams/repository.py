@@ -35,6 +35,7 @@ class RepositoriesStream(BitbucketStream):
     name = "repositories"
     path = "/repositories/{workspace_slug}"
     primary_keys = ("uuid",)
+    child_context_fields = ("full_name",)
     replication_key = None
     parent_stream_type = WorkspacesStream
     context_keys = ("workspace_slug", "workspace_uuid")

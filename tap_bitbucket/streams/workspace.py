@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk.helpers.types import Context
 
 from tap_bitbucket.client import BitbucketStream
+from tap_bitbucket.shapes import as_object
 from tap_bitbucket.streams import bookmarks
 from tap_bitbucket.timestamps import newer_than
 
@@ -20,7 +21,7 @@ def user_uuid(
     stream: BitbucketStream, row: dict[str, t.Any], context: Context | None
 ) -> dict[str, t.Any]:
     """The transform of every permission and member table: the user's uuid as a key."""
-    row["user_uuid"] = (row.get("user") or {}).get("uuid")
+    row["user_uuid"] = as_object(row.get("user")).get("uuid")
     return row
 
 
@@ -28,7 +29,7 @@ def group_slug(
     stream: BitbucketStream, row: dict[str, t.Any], context: Context | None
 ) -> dict[str, t.Any]:
     """The transform of the group permission tables: the group's slug as a key."""
-    row["group_slug"] = (row.get("group") or {}).get("slug")
+    row["group_slug"] = as_object(row.get("group")).get("slug")
     return row
 
 
@@ -43,6 +44,7 @@ class WorkspacesStream(BitbucketStream):
     name = "workspaces"
     path = "/user/workspaces"
     primary_keys = ("uuid",)
+    child_context_fields = ("slug",)
     replication_key = None
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -52,7 +54,7 @@ class WorkspacesStream(BitbucketStream):
             {}
             if services.settings.workspaces
             else {
-                str((a.get("workspace") or {}).get("slug")): a.get("administrator")
+                str(as_object(a.get("workspace")).get("slug")): a.get("administrator")
                 for a in directory.accesses()
             }
         )
@@ -143,6 +145,7 @@ class ProjectsStream(WorkspaceChildStream):
     name = "projects"
     path = "/workspaces/{workspace_slug}/projects"
     primary_keys = ("uuid",)
+    child_context_fields = ("key",)
     replication_key = "updated_on"
     is_sorted = True
 
