@@ -93,7 +93,7 @@ SETTINGS = th.PropertiesList(
         description=(
             "Optional request budget: one token-bucket pacer shared by every stream and "
             "thread spreads calls so the sync stays under it (Bitbucket allows 1,000/h per "
-            "user; up to 10,000/h for access tokens of large paid workspaces)."
+            "user; up to 10,000/h for access tokens of large paid workspaces). At least 1."
         ),
     ),
     th.Property(
@@ -197,7 +197,9 @@ SETTINGS = th.PropertiesList(
 #: ``None`` as default means "no value" (no pacer for requests_per_hour).
 _NUMBERS: dict[str, tuple[type, float, bool]] = {
     "lookback_seconds": (int, 0, False),
-    "requests_per_hour": (float, 0, True),
+    # Bitbucket's limits are per hour: under one request an hour the pacer would wait
+    # hours before each request, a run that never ends (found by the config fuzz tests).
+    "requests_per_hour": (float, 1, True),
     "max_retries": (int, 1, False),
     "backoff_base_seconds": (float, 0, False),
     "backoff_max_seconds": (float, 0, False),

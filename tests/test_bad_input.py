@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tap_bitbucket.catalog_check import check_catalog
-from tap_bitbucket.errors import CatalogError, StateError
+from tap_bitbucket.errors import CatalogError, ConfigError, StateError
+from tap_bitbucket.settings import Settings
 from tap_bitbucket.streams.state_check import stale_repository_entries, validate_state
 from tests.emulator import Emulator, FaultRule
 from tests.harness import START_DATE, api_token_config, catalog_selecting, run_tap
@@ -150,6 +151,17 @@ def test_a_setting_of_the_wrong_type_says_what_to_set(first_run: Any) -> None:
     config, catalog, _ = first_run
     line = _one_error(run_tap({**config, "user_agent": []}, catalog=catalog))
     assert "Invalid setting 'user_agent'" in line and "set it to a string, or remove it" in line
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", [0.001, 0.5])
+def test_a_pace_under_one_request_an_hour_is_refused(value: float) -> None:
+    """requests_per_hour 0.001 was accepted, and the pacer then waited 83 days
+    before the second request: a run that looks hung."""
+    config = {"api_token": "t", "username": "u@example.com", "requests_per_hour": value}
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_config(config)
+    assert f"must be 1 or more, got {value:g}" in str(refused.value)
 
 
 # ------------------------------------------------ found by tests/test_fuzz_catalog.py
