@@ -128,11 +128,19 @@ def main(args: Sequence[str] | None = None) -> int:
         code = report(exc)
     finally:
         sys.excepthook = previous_hook
-        # The process is about to exit: without this the interpreter's shutdown
-        # collections walk every object the sync left (measured 0.3 s at scale 1
-        # and 1.1 s with 8 workers, after the last record was written).
-        gc.freeze()
     return flush_stdout(code)
+
+
+def console() -> None:
+    """The `tap-bitbucket` console script: :func:`main`, then exit the process."""
+    code = main()
+    # The process is about to exit: without this the interpreter's shutdown collections
+    # walk every object the sync left (measured 0.3 s at scale 1 and 1.1 s with 8
+    # workers, after the last record was written). Only here: a caller of main() in a
+    # long-lived process would keep every run's objects (17 MB a run in the property
+    # tests, which run the tap in-process hundreds of times).
+    gc.freeze()
+    sys.exit(code)
 
 
 def report(exc: BaseException) -> int:

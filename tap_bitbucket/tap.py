@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import typing as t
 
 from singer_sdk import Tap
@@ -183,6 +182,6 @@ class TapBitbucket(Tap):
 if __name__ == "__main__":
     # `python -m tap_bitbucket.tap` (what the tests run) is the same command as
     # `tap-bitbucket`; imported here only, since cli imports this module.
-    from tap_bitbucket.cli import main
+    from tap_bitbucket.cli import console
 
-    sys.exit(main())
+    console()

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tap_bitbucket.schemas import load_schema
@@ -140,6 +140,11 @@ REPLACEMENTS = st.one_of(
 )
 
 
+#: Each case is one small sync (about 0.3 s in-process): three times the profile's count.
+EXAMPLES = settings(max_examples=min(settings.default.max_examples * 3, 400))
+
+
+@EXAMPLES
 @given(
     stream=st.sampled_from(sorted(STREAMS)),
     data=st.data(),
@@ -165,6 +170,7 @@ def test_a_drifted_payload_keeps_the_invariant(
     assert not problems, problems
 
 
+@EXAMPLES
 @given(
     stream=st.sampled_from(sorted(STREAMS)),
     kind=st.sampled_from((*PAGE_FAULTS, "next_loop_back")),
