@@ -10,7 +10,9 @@ where a tolerated 403 of a repository's child endpoint only skips that endpoint.
 A 403 on one workspace's repository listing is about that workspace, so the run first
 finishes what does not depend on it (the other workspaces, with their STATE) and only
 then fails, naming it (issue 16): ``refusal()`` is the error the tap raises at the end.
-A 401 is about the credential and fails at once.
+So does any other failure of one workspace's listing (an error status, retries spent,
+an answer that is not a page, a row without its keys). A 401 is about the credential
+and fails at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from singer_sdk.exceptions import RetriableAPIError
 
-from tap_bitbucket.errors import APIError, AuthError, ConfigError, GaveUp
+from tap_bitbucket.errors import APIError, AuthError, ConfigError, GaveUp, TapBitbucketError
 from tap_bitbucket.pages import BitbucketPaginator, error_message, not_a_page, response_json
 from tap_bitbucket.shapes import as_object, check_keys, usable_key
 
@@ -70,7 +72,7 @@ class Directory:
         self._workspaces: dict[str, dict[str, t.Any]] = {}
         self._repositories: dict[str, list[dict[str, t.Any]]] = {}
         self._updated_on: dict[str, dict[str, t.Any]] = {}
-        self._refused: dict[str, ListingRefused] = {}
+        self._refused: dict[str, TapBitbucketError] = {}
 
     def accesses(self) -> list[dict[str, t.Any]]:
         """The workspaces the credential can see (GET /workspaces answers 410 since
@@ -112,24 +114,31 @@ class Directory:
             url = self._url(f"/repositories/{slug}", pagelen=100)
             try:
                 cached = self._pages(url, "repositories", f"the repositories of workspace {slug}")
-            except ListingRefused as refused:
+            except (ListingRefused, APIError) as failed:
                 with self._lock:
-                    self._refused[slug] = refused
+                    self._refused[slug] = failed
                 return []
             with self._lock:
                 self._repositories[slug] = cached
         return cached
 
-    def refusal(self) -> AuthError | None:
-        """The error for the workspaces whose repository listing answered 403, if any:
-        raised once the rest of the run is done."""
+    def refusal(self) -> TapBitbucketError | None:
+        """The error for the workspaces whose repository listing failed, if any: raised
+        once the rest of the run is done."""
         with self._lock:
             refused = dict(self._refused)
         if not refused:
             return None
         if len(refused) == 1:
             (only,) = refused.values()
-            return AuthError(f"{only} The other workspaces were synced.")
+            kind = AuthError if isinstance(only, ListingRefused) else APIError
+            return kind(f"{only} The other workspaces were synced.")
+        if not all(isinstance(e, ListingRefused) for e in refused.values()):
+            first = ", ".join(f"{slug}: {refused[slug]}" for slug in sorted(refused))
+            return APIError(
+                f"The repository listings of workspaces {', '.join(sorted(refused))} failed "
+                f"({first}). The other workspaces were synced."
+            )
         return AuthError(
             "Bitbucket refused to list the repositories of workspaces "
             f"{', '.join(sorted(refused))} (HTTP 403); grant the credential the scope "
