@@ -45,12 +45,7 @@ def check_keys(stream: str, record: dict[str, t.Any], fields: t.Iterable[str], e
         value = record.get(field)
         if not usable_key(value):
             what = "missing" if field not in record else _json_name(value)
-            msg = (
-                f"{stream}: GET {endpoint} sent an object whose '{field}' is {what}; the tap "
-                "needs it to identify the record and reach its children, so it stops before "
-                "writing a STATE. Re-run the sync later; if it repeats, report it to Atlassian."
-            )
-            raise APIError(msg)
+            raise _broken(stream, endpoint, field, what, "to identify the record and reach its children")
 
 
 def is_timestamp(value: t.Any) -> bool:
@@ -67,12 +62,16 @@ def check_timestamp(stream: str, field: str, value: t.Any, endpoint: str) -> Non
     """A replication value must be null or a timestamp."""
     if value is None or is_timestamp(value):
         return
-    msg = (
-        f"{stream}: GET {endpoint} sent an object whose '{field}' is {_json_name(value)} that "
-        "is not a timestamp; the tap bookmarks on it, so it stops before writing a STATE it "
-        "could not read back. Re-run the sync later; if it repeats, report it to Atlassian."
+    what = f"{_json_name(value)} that is not a timestamp"
+    raise _broken(stream, endpoint, field, what, "to bookmark the stream")
+
+
+def _broken(stream: str, endpoint: str, field: str, what: str, why: str) -> APIError:
+    return APIError(
+        f"{stream}: GET {endpoint} sent an object whose '{field}' is {what}; the tap needs "
+        f"it {why}, so it stops before writing a STATE with it. Re-run the sync later; if "
+        "it repeats, report it to Atlassian."
     )
-    raise APIError(msg)
 
 
 def _json_name(value: t.Any) -> str:

@@ -13,14 +13,12 @@ from tap_bitbucket.pages import MAX_EMPTY_PAGES
 from tap_bitbucket.shapes import is_timestamp
 from tests.emulator import Emulator, EmulatorConfig, FaultRule, FieldDrift
 from tests.harness import (
-    START_DATE,
     TapResult,
-    api_token_config,
     catalog_selecting,
     record_key,
     walk,
 )
-from tests.harness.badinput import invariant_problems
+from tests.harness.badinput import invariant_problems, one_repository_config
 from tests.harness.inprocess import run_in_process
 
 REPO = "globex/api-fork"
@@ -36,16 +34,7 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def config(emu: Emulator) -> dict[str, Any]:
-    return api_token_config(
-        emu,
-        workspaces=["globex"],
-        repositories=[REPO],
-        start_date=START_DATE,
-        max_workers=1,
-        max_retries=2,
-        backoff_base_seconds=0.01,
-        backoff_max_seconds=0.02,
-    )
+    return one_repository_config(emu, REPO)
 
 
 def _keys(result: TapResult) -> dict[str, set[Any]]:

@@ -31,8 +31,8 @@ from tap_bitbucket.schemas import load_schema
 from tap_bitbucket.streams import STREAM_TYPES
 from tests.emulator import Emulator, EmulatorConfig, FaultRule, FieldDrift
 from tests.fuzz_strategies import JSON, SCALARS
-from tests.harness import START_DATE, TapResult, api_token_config, catalog_selecting
-from tests.harness.badinput import invariant_problems
+from tests.harness import TapResult, catalog_selecting
+from tests.harness.badinput import invariant_problems, one_repository_config
 from tests.harness.inprocess import run_in_process
 
 REPO = "globex/api-fork"
@@ -83,17 +83,7 @@ class Setup(dict[str, Any]):
 @pytest.fixture(scope="module")
 def setup() -> Any:
     with Emulator(EmulatorConfig()) as emu:
-        ws = REPO.split("/", maxsplit=1)[0]
-        config = api_token_config(
-            emu,
-            workspaces=[ws],
-            repositories=[REPO],
-            start_date=START_DATE,
-            max_workers=1,
-            max_retries=2,
-            backoff_base_seconds=0.01,
-            backoff_max_seconds=0.02,
-        )
+        config = one_repository_config(emu, REPO)
         catalog = catalog_selecting(STREAMS)
         clean = run_in_process(config, catalog=catalog)
         assert clean.returncode == 0, clean.stderr[-2000:]

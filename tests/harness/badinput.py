@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from tests.harness.checks import record_validator
-from tests.harness.running import ERROR_PREFIX, TapResult
+from tests.harness.running import ERROR_PREFIX, START_DATE, TapResult, api_token_config
 
 #: Words of an error line that say what to do next.
 ADVICE = re.compile(
@@ -24,6 +24,21 @@ ADVICE = re.compile(
     r"run|add|make|wait|rename|lower|raise)\b",
     re.IGNORECASE,
 )
+
+
+def one_repository_config(emu: Any, repo: str) -> dict[str, Any]:
+    """A sync of one repository that gives up fast: one worker, two tries, no real
+    backoff (a hostile answer retried with the defaults would take minutes)."""
+    return api_token_config(
+        emu,
+        workspaces=[repo.split("/", maxsplit=1)[0]],
+        repositories=[repo],
+        start_date=START_DATE,
+        max_workers=1,
+        max_retries=2,
+        backoff_base_seconds=0.01,
+        backoff_max_seconds=0.02,
+    )
 
 
 def invariant_problems(result: TapResult, culprit: re.Pattern[str] | str) -> list[str]:

@@ -107,14 +107,7 @@ class _DeploymentsMixin:
             "uuid": _uuid(rng),
             "name": f"#{pl.build}",
             "url": f"{r.web}/pipelines/results/{pl.build}",
-            "commit": {
-                "type": "commit",
-                "hash": c.hash,
-                "links": {
-                    "self": _link(f"{r.api}/commit/{c.hash}"),
-                    "html": _link(f"{r.web}/commits/{c.hash}"),
-                },
-            },
+            "commit": self._parent_ref(r, c.hash),
             "created_on": _ts(pl.created_us),
         }
 
