@@ -233,7 +233,8 @@ class Directory:
             for row in values:
                 # The rows every stream and plan below is built from (shapes.py).
                 if not all(usable_key(_field(row, key)) for key in keys):
-                    flat = {key: _field(row, key) for key in keys}
+                    values_of = {key: _field(row, key) for key in keys}
+                    flat = {key: value for key, value in values_of.items() if value is not None}
                     check_keys(label, flat, keys, urlsplit(link).path)
             rows.extend(values)
             more = paginator.has_more(response) and (values or paginator.continue_if_empty(response))

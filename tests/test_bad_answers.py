@@ -137,6 +137,13 @@ def test_an_object_without_its_key_fails_with_one_line(
     assert "KeyError" not in line
 
 
+def test_a_listed_repository_without_its_uuid_fails_with_one_line(emu: Emulator, config: Any) -> None:
+    """Before: KeyError: 'uuid', from the start-up plan, before any record."""
+    drift = FieldDrift(r"^/2\.0/repositories/globex$", remove=["uuid"])
+    line = _one_error(_sync(emu, config, drift=drift), "repositories: GET /2.0/repositories/globex")
+    assert "whose 'uuid' is missing" in line and "KeyError" not in line
+
+
 @pytest.mark.parametrize("value", ["yesterday", 5])
 def test_a_replication_value_that_is_not_a_timestamp_never_reaches_the_state(
     emu: Emulator, config: Any, value: Any
