@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import backoff
 import requests
+import urllib3
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_bitbucket.errors import APIError, AuthError, GaveUp
@@ -294,10 +295,21 @@ class Transport:
         response = getattr(exc, "response", None)
         request = getattr(exc, "request", None) or getattr(response, "request", None)
         url = getattr(response, "url", None) or getattr(request, "url", None) or self.api_url
+        advice = (
+            "Bitbucket or the network is failing; re-run the sync later (it resumes from the "
+            "last STATE)."
+        )
+        if _unreachable(exc):
+            # No answer at all (a name that does not resolve, a refused connection): the
+            # setting is as likely at fault as the network (found by the nightly profile
+            # of tests/test_fuzz_config.py, with api_url null meaning the default host).
+            advice = (
+                f"Cannot reach {urlsplit(str(url)).netloc}: check 'api_url' and the network "
+                "or proxy, then re-run the sync (it resumes from the last STATE)."
+            )
         return (
             f"{stream_name}: GET {urlsplit(str(url)).path} failed after "
-            f"{getattr(self._local, 'tries', 0)} tries; last error: {_short(exc)}. Bitbucket or "
-            "the network is failing; re-run the sync later (it resumes from the last STATE)."
+            f"{getattr(self._local, 'tries', 0)} tries; last error: {_short(exc)}. {advice}"
         )
 
     def log_request_totals(self) -> None:
@@ -349,4 +361,13 @@ def _log_retry(stream_name: str, details: Mapping[str, t.Any]) -> None:
         _short(details.get("exception")),
         wait,
         resume.strftime("%H:%M:%S"),
+    )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """No connection could be made at all (unresolvable name, refused), as opposed to a
+    connection that broke or timed out."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        reason, urllib3.exceptions.NewConnectionError
     )

@@ -153,6 +153,20 @@ def test_a_setting_of_the_wrong_type_says_what_to_set(first_run: Any) -> None:
     assert "Invalid setting 'user_agent'" in line and "set it to a string, or remove it" in line
 
 
+def test_an_api_host_that_cannot_be_reached_names_the_setting() -> None:
+    """The nightly profile drew api_url null (the default host, unreachable here): the
+    line said only that Bitbucket or the network was failing."""
+    config = {
+        "api_token": "t",
+        "username": "u@example.com",
+        "workspaces": ["acme"],
+        "api_url": "https://api.bitbucket.invalid/2.0",
+        "max_retries": 1,
+    }
+    line = _one_error(run_tap(config))
+    assert "Cannot reach api.bitbucket.invalid: check 'api_url'" in line, line
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("value", [0.001, 0.5])
 def test_a_pace_under_one_request_an_hour_is_refused(value: float) -> None:
@@ -173,6 +187,11 @@ def test_a_pace_under_one_request_an_hour_is_refused(value: float) -> None:
     [
         # each of these ended in a TypeError's or AttributeError's text
         ({"streams": None}, "'streams' must be a list"),
+        # found by the nightly profile: the SDK's EmptySchemaTypeError text
+        (
+            {"streams": [{"tap_stream_id": "projects", "schema": {"properties": {"updated_on": {}}}}]},
+            "entry 'projects': the replication key 'updated_on' has a schema without a type",
+        ),
         ({"streams": [None]}, "streams[0] must be an object with a 'tap_stream_id'"),
         (
             {"streams": [{"tap_stream_id": "workspaces", "schema": {}, "metadata": None}]},
