@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import math
+import re
 import types
 import typing as t
 from datetime import datetime
@@ -259,8 +260,25 @@ class Settings:
             number = _number(raw, name, kind, minimum, zero_refused=zero_refused)
             if number is not None:
                 values[name] = number
+        timeout = values.get("request_timeout_seconds")
+        if timeout is not None and timeout > MAX_REQUEST_TIMEOUT_S:
+            # A huge socket timeout overflows and times out at once (found by the nightly
+            # profile of tests/test_fuzz_config.py: 536870912 s).
+            raise ConfigError(
+                "request_timeout_seconds",
+                f"must be {MAX_REQUEST_TIMEOUT_S} or less (one hour), got {timeout:g}",
+            )
         for name in ("workspaces", "repositories", "exclude_repositories"):
             values[name] = _strings(raw, name)
+        for slug in values["workspaces"]:
+            if not _SLUG.match(slug):
+                # '#' or '?' would end the request path early ("#" asked GET /workspaces/,
+                # which answers 410): found by the nightly profile of test_fuzz_config.py.
+                raise ConfigError(
+                    "workspaces",
+                    f"workspace '{slug}' is not a workspace slug (letters, digits, '-', '_' "
+                    "and '.'); check the slug in the workspace URL",
+                )
         for name in ("repositories", "exclude_repositories"):
             for pattern in values[name]:
                 _check_glob(name, pattern)
@@ -279,6 +297,10 @@ class Settings:
         if not 0 <= settings.shard_index < settings.shard_count:
             raise ConfigError("shard_index", f"must be between 0 and {settings.shard_count - 1}")
         return settings
+
+
+MAX_REQUEST_TIMEOUT_S = 3600
+_SLUG = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def _plain(value: t.Any) -> t.Any:

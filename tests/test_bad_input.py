@@ -168,6 +168,23 @@ def test_an_api_host_that_cannot_be_reached_names_the_setting() -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        # found by the nightly profile of tests/test_fuzz_config.py
+        ("request_timeout_seconds", 536870912, "must be 3600 or less (one hour)"),
+        ("workspaces", ["#"], "workspace '#' is not a workspace slug"),
+        ("workspaces", ["acme?x"], "workspace 'acme?x' is not a workspace slug"),
+    ],
+)
+def test_a_setting_the_request_cannot_carry_is_refused(setting: str, value: Any, says: str) -> None:
+    config = {"api_token": "t", "username": "u@example.com", setting: value}
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_config(config)
+    assert says in str(refused.value)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("value", [0.001, 0.5])
 def test_a_pace_under_one_request_an_hour_is_refused(value: float) -> None:
     """requests_per_hour 0.001 was accepted, and the pacer then waited 83 days
