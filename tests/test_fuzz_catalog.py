@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.emulator import Emulator
 from tests.fuzz_strategies import JSON, ODD_TEXT, mutated
 from tests.harness import FAST, api_token_config, discovered_catalog, select_only
-from tests.harness.badinput import invariant_problems
+from tests.harness.badinput import Setup, invariant_problems
 from tests.harness.inprocess import run_in_process
 
 REPO = "globex/api-fork"
@@ -37,10 +37,6 @@ KEPT = [
 ]
 CULPRIT = r"catalog|stream"
 
-
-class Setup(dict[str, Any]):
-    def __repr__(self) -> str:
-        return "setup"
 
 
 @pytest.fixture(scope="module")

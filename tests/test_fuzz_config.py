@@ -20,7 +20,7 @@ from tap_bitbucket.settings import SETTINGS
 from tests.emulator import Emulator
 from tests.fuzz_strategies import JSON, NUMBERS, ODD_DATES, ODD_TEXT, SCALARS
 from tests.harness import FAST, api_token_config, catalog_selecting
-from tests.harness.badinput import invariant_problems
+from tests.harness.badinput import Setup, invariant_problems
 from tests.harness.inprocess import run_in_process
 
 REPO = "globex/api-fork"
@@ -40,10 +40,6 @@ ALSO = {
     "oauth_url": r"oauth",
 }
 
-
-class Setup(dict[str, Any]):
-    def __repr__(self) -> str:
-        return "setup"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.emulator import Emulator
 from tests.fuzz_strategies import JSON, ODD_DATES, ODD_TEXT, SCALARS, mutated
 from tests.harness import START_DATE, api_token_config, catalog_selecting
-from tests.harness.badinput import invariant_problems
+from tests.harness.badinput import Setup, invariant_problems
 from tests.harness.inprocess import run_in_process
 
 #: Streams whose partitions carry every key the tap writes (bookmarks.py): the SDK's
@@ -40,12 +40,6 @@ REPO = "globex/api-fork"
 #: What the one error line of a refused state must name.
 CULPRIT = r"[Ss]tate"
 
-
-class Setup(dict[str, Any]):
-    """The module's config, catalog and base state (a short repr for Hypothesis's reports)."""
-
-    def __repr__(self) -> str:
-        return "setup"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from tests.harness.checks import record_validator
-from tests.harness.running import ERROR_PREFIX, START_DATE, TapResult, api_token_config
+from tests.harness.running import ERROR_PREFIX, FAST, START_DATE, TapResult, api_token_config
 
 #: Words of an error line that say what to do next.
 ADVICE = re.compile(
@@ -24,6 +24,14 @@ ADVICE = re.compile(
     r"run|add|make|wait|rename|lower|raise)\b",
     re.IGNORECASE,
 )
+
+
+class Setup(dict[str, Any]):
+    """A property-test module's fixed inputs (config, catalog, base state, emulator):
+    a short repr, so Hypothesis's report of a failing case does not print them whole."""
+
+    def __repr__(self) -> str:
+        return "setup"
 
 
 def one_repository_config(emu: Any, repo: str) -> dict[str, Any]:
@@ -36,8 +44,7 @@ def one_repository_config(emu: Any, repo: str) -> dict[str, Any]:
         start_date=START_DATE,
         max_workers=1,
         max_retries=2,
-        backoff_base_seconds=0.01,
-        backoff_max_seconds=0.02,
+        **FAST,
     )
 
 
