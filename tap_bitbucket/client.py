@@ -29,7 +29,7 @@ from tap_bitbucket.errors import APIError
 from tap_bitbucket.gaps import is_scope_refusal, required_scopes
 from tap_bitbucket.pages import BitbucketPaginator, error_message, not_a_page, response_json
 from tap_bitbucket.schemas import load_schema
-from tap_bitbucket.shapes import check_keys, check_timestamp, is_timestamp, usable_key
+from tap_bitbucket.shapes import check_keys, check_timestamp
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -244,8 +244,9 @@ class BitbucketStream(RESTStream[str | None]):
                 if self.replication_key:
                     # Before any stream logic compares it with a bookmark (shapes.py).
                     value = self.replication_value(record)
-                    if value is not None and not is_timestamp(value):
-                        check_timestamp(self.name, self.replication_key, value, self.endpoint(context))
+                    check_timestamp(
+                        self.name, self.replication_key, value, lambda: self.endpoint(context)
+                    )
                 records += 1
                 yield record
         except SkipPartition as skip:
@@ -330,8 +331,7 @@ class BitbucketStream(RESTStream[str | None]):
         if record is None:
             return None
         fields = (*self.primary_keys, *self.child_context_fields)
-        if not all(usable_key(record.get(field)) for field in fields):
-            check_keys(self.name, record, fields, self.endpoint(context))
+        check_keys(self.name, record, fields, lambda: self.endpoint(context))
         return record
 
     def shape(self, row: dict[str, t.Any], context: Context | None) -> dict[str, t.Any] | None:

@@ -17,6 +17,7 @@ and fails at once.
 
 from __future__ import annotations
 
+import functools
 import threading
 import typing as t
 from http import HTTPStatus
@@ -27,7 +28,7 @@ from singer_sdk.exceptions import RetriableAPIError
 
 from tap_bitbucket.errors import APIError, AuthError, ConfigError, GaveUp, TapBitbucketError
 from tap_bitbucket.pages import BitbucketPaginator, error_message, not_a_page, response_json
-from tap_bitbucket.shapes import as_object, check_keys, usable_key
+from tap_bitbucket.shapes import as_object, check_keys
 
 if t.TYPE_CHECKING:
     from tap_bitbucket.settings import Settings
@@ -230,12 +231,13 @@ class Directory:
             response = self._get(link, label, page=True)
             self._check(response, what, scope)
             values = response_json(response)["values"]
+            path = urlsplit(link).path
             for row in values:
-                # The rows every stream and plan below is built from (shapes.py).
-                if not all(usable_key(_field(row, key)) for key in keys):
-                    values_of = {key: _field(row, key) for key in keys}
-                    flat = {key: value for key, value in values_of.items() if value is not None}
-                    check_keys(label, flat, keys, urlsplit(link).path)
+                # The rows every stream and plan below is built from (shapes.py); a null
+                # nested field reads as missing.
+                found = {key: _field(row, key) for key in keys}
+                present = {key: value for key, value in found.items() if value is not None}
+                check_keys(label, present, keys, functools.partial(str, path))
             rows.extend(values)
             more = paginator.has_more(response) and (values or paginator.continue_if_empty(response))
             link = paginator.get_next(response) if more else None

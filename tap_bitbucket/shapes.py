@@ -40,12 +40,16 @@ def usable_key(value: t.Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
 
 
-def check_keys(stream: str, record: dict[str, t.Any], fields: t.Iterable[str], endpoint: str) -> None:
+def check_keys(
+    stream: str, record: dict[str, t.Any], fields: t.Iterable[str], endpoint: t.Callable[[], str]
+) -> None:
+    """Each of ``fields`` must be a non-empty string or a number. ``endpoint`` gives the
+    path for the error line, only when there is one (it is not free to build)."""
     for field in fields:
         value = record.get(field)
         if not usable_key(value):
             what = "missing" if field not in record else _json_name(value)
-            raise _broken(stream, endpoint, field, what, "to identify the record and reach its children")
+            raise _broken(stream, endpoint(), field, what, "to identify the record and reach its children")
 
 
 def is_timestamp(value: t.Any) -> bool:
@@ -58,12 +62,12 @@ def is_timestamp(value: t.Any) -> bool:
     return True
 
 
-def check_timestamp(stream: str, field: str, value: t.Any, endpoint: str) -> None:
-    """A replication value must be null or a timestamp."""
+def check_timestamp(stream: str, field: str, value: t.Any, endpoint: t.Callable[[], str]) -> None:
+    """A replication value must be null or a timestamp (``endpoint`` as for check_keys)."""
     if value is None or is_timestamp(value):
         return
     what = f"{_json_name(value)} that is not a timestamp"
-    raise _broken(stream, endpoint, field, what, "to bookmark the stream")
+    raise _broken(stream, endpoint(), field, what, "to bookmark the stream")
 
 
 def _broken(stream: str, endpoint: str, field: str, what: str, why: str) -> APIError:
